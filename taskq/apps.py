@@ -1,0 +1,16 @@
+"""taskq's AppConfig: registers the checks and arms the pool, touching no database."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class TaskqConfig(AppConfig):
+    name = "taskq"
+    verbose_name = "Tasks"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from taskq import checks, process  # noqa: F401 - checks register on import
+
+        process.arm()

@@ -1,0 +1,105 @@
+"""System checks for the TASKQ_* settings and the server taskq runs in. Ids are stable."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from taskq.conf import DEFAULTS, settings
+
+
+def _int(minimum: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _seconds(allow_none: bool, allow_zero: bool = False) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        if v is None:
+            return allow_none
+        if isinstance(v, timedelta):
+            v = v.total_seconds()
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return False
+        return v >= 0 if allow_zero else v > 0
+
+    return ok
+
+
+def _queues(v: Any) -> bool:
+    return v is None or (
+        isinstance(v, (list, tuple)) and bool(v) and all(isinstance(q, str) and q for q in v)
+    )
+
+
+# (setting, id, validator, what it must be)
+RULES: list[tuple[str, str, Callable[[Any], bool], str]] = [
+    ("TASKQ_WORKERS", "taskq.E001", _int(1), "an int of at least 1"),
+    ("TASKQ_POLL_INTERVAL", "taskq.E002", _seconds(False), "a positive number of seconds"),
+    ("TASKQ_QUEUES", "taskq.E003", _queues, "None (every queue) or a non-empty list of queue names"),
+    ("TASKQ_DEFAULT_MAX_ATTEMPTS", "taskq.E004", _int(1), "an int of at least 1"),
+    ("TASKQ_LEASE_SECONDS", "taskq.E005", _seconds(False), "a positive number of seconds"),
+    ("TASKQ_RETRY_BACKOFF_BASE", "taskq.E006", _seconds(False, True), "a number of seconds, 0 or more"),
+    ("TASKQ_RETRY_BACKOFF_MAX", "taskq.E007", _seconds(False, True), "a number of seconds, 0 or more"),
+    ("TASKQ_RETENTION", "taskq.E008", _seconds(True), "None (keep forever), seconds or a timedelta"),
+    ("TASKQ_AUTOSTART", "taskq.E009", lambda v: v in (None, True, False), "None (detect), True or False"),
+    ("TASKQ_DEFAULT_TIMEOUT", "taskq.E010", _seconds(True), "None (no timeout) or a positive number of seconds"),
+    ("TASKQ_MAX_ARGS_BYTES", "taskq.E011", _int(1), "a positive int"),
+    ("TASKQ_SHUTDOWN_GRACE", "taskq.E012", _seconds(False, True), "a number of seconds, 0 or more"),
+    ("TASKQ_PRUNE_INTERVAL", "taskq.E013", _seconds(False), "a positive number of seconds"),
+    ("TASKQ_MAX_ABANDONED_THREADS", "taskq.E014", _int(0), "an int, 0 or more"),
+    ("TASKQ_IMMEDIATE", "taskq.E015", lambda v: isinstance(v, bool), "True or False"),
+    ("TASKQ_DEFAULT_QUEUE", "taskq.E016", lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    ("TASKQ_DEFAULT_PRIORITY", "taskq.E017", _int(-(2**31)), "an int"),
+]
+
+
+@register("taskq")
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    """Report TASKQ_* settings of the wrong type or range, and unknown TASKQ_* names."""
+    messages: list[CheckMessage] = []
+    for name, check_id, valid, expected in RULES:
+        value = settings.get(name)
+        if not valid(value):
+            messages.append(Error(f"{name} is {value!r}; it must be {expected}.", id=check_id))
+    if not messages and settings.backoff_base > settings.backoff_max:
+        messages.append(
+            Error(
+                "TASKQ_RETRY_BACKOFF_BASE is larger than TASKQ_RETRY_BACKOFF_MAX.",
+                hint="Raise the maximum or lower the base.",
+                id="taskq.E018",
+            )
+        )
+    for name in dir(django_settings):
+        if name.startswith("TASKQ_") and name not in DEFAULTS:
+            messages.append(
+                Warning(
+                    f"{name} is not a taskq setting and has no effect.",
+                    hint="Check the spelling against the README's list of settings.",
+                    id="taskq.W001",
+                )
+            )
+    return messages
+
+
+@register("taskq")
+def check_uwsgi_threads(**kwargs: Any) -> list[CheckMessage]:
+    """Under uWSGI, the pool's threads never run unless threads are enabled."""
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None or settings.autostart is False:
+        return []
+    opts = getattr(uwsgi, "opt", {})
+    if opts.get("enable-threads") or opts.get("threads"):
+        return []
+    return [
+        Error(
+            "uWSGI is running without threads, so taskq's pool would never run.",
+            hint="Start uWSGI with --enable-threads (and --lazy-apps), or set "
+            "TASKQ_AUTOSTART = False and run manage.py taskq_worker.",
+            id="taskq.E020",
+        )
+    ]

@@ -1,0 +1,119 @@
+"""The one place taskq reads Django settings: lazily, on every access, with the defaults here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+
+DEFAULTS: dict[str, Any] = {
+    "TASKQ_AUTOSTART": None,
+    "TASKQ_WORKERS": 4,
+    "TASKQ_QUEUES": None,
+    "TASKQ_POLL_INTERVAL": 1.0,
+    "TASKQ_DEFAULT_QUEUE": "default",
+    "TASKQ_DEFAULT_PRIORITY": 0,
+    "TASKQ_DEFAULT_MAX_ATTEMPTS": 3,
+    "TASKQ_DEFAULT_TIMEOUT": None,
+    "TASKQ_RETRY_BACKOFF_BASE": 2.0,
+    "TASKQ_RETRY_BACKOFF_MAX": 600.0,
+    "TASKQ_LEASE_SECONDS": 60.0,
+    "TASKQ_SHUTDOWN_GRACE": 10.0,
+    "TASKQ_MAX_ABANDONED_THREADS": 4,
+    "TASKQ_RETENTION": timedelta(days=7),
+    "TASKQ_PRUNE_INTERVAL": 3600.0,
+    "TASKQ_MAX_ARGS_BYTES": 65536,
+    "TASKQ_IMMEDIATE": False,
+}
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return None if value is None else float(value)
+
+
+class Settings:
+    """Typed, lazy view of the TASKQ_* settings, so override_settings always applies."""
+
+    def get(self, name: str) -> Any:
+        """Return the raw value of setting ``name``, or its default."""
+        return getattr(django_settings, name, DEFAULTS[name])
+
+    @property
+    def autostart(self) -> bool | None:
+        return self.get("TASKQ_AUTOSTART")  # type: ignore[no-any-return]
+
+    @property
+    def workers(self) -> int:
+        return int(self.get("TASKQ_WORKERS"))
+
+    @property
+    def queues(self) -> list[str] | None:
+        value = self.get("TASKQ_QUEUES")
+        return None if value is None else list(value)
+
+    @property
+    def poll_interval(self) -> float:
+        return float(self.get("TASKQ_POLL_INTERVAL"))
+
+    @property
+    def default_queue(self) -> str:
+        return str(self.get("TASKQ_DEFAULT_QUEUE"))
+
+    @property
+    def default_priority(self) -> int:
+        return int(self.get("TASKQ_DEFAULT_PRIORITY"))
+
+    @property
+    def default_max_attempts(self) -> int:
+        return int(self.get("TASKQ_DEFAULT_MAX_ATTEMPTS"))
+
+    @property
+    def default_timeout(self) -> float | None:
+        return _seconds(self.get("TASKQ_DEFAULT_TIMEOUT"))
+
+    @property
+    def backoff_base(self) -> float:
+        return float(self.get("TASKQ_RETRY_BACKOFF_BASE"))
+
+    @property
+    def backoff_max(self) -> float:
+        return float(self.get("TASKQ_RETRY_BACKOFF_MAX"))
+
+    @property
+    def lease_seconds(self) -> float:
+        return float(self.get("TASKQ_LEASE_SECONDS"))
+
+    @property
+    def heartbeat_interval(self) -> float:
+        # Four renewals per lease leave room for a slow round or two before a lease can lapse.
+        return self.lease_seconds / 4
+
+    @property
+    def shutdown_grace(self) -> float:
+        return float(self.get("TASKQ_SHUTDOWN_GRACE"))
+
+    @property
+    def max_abandoned_threads(self) -> int:
+        return int(self.get("TASKQ_MAX_ABANDONED_THREADS"))
+
+    @property
+    def retention(self) -> float | None:
+        return _seconds(self.get("TASKQ_RETENTION"))
+
+    @property
+    def prune_interval(self) -> float:
+        return float(self.get("TASKQ_PRUNE_INTERVAL"))
+
+    @property
+    def max_args_bytes(self) -> int:
+        return int(self.get("TASKQ_MAX_ARGS_BYTES"))
+
+    @property
+    def immediate(self) -> bool:
+        return bool(self.get("TASKQ_IMMEDIATE"))
+
+
+settings = Settings()

@@ -1,0 +1,128 @@
+"""The public API for putting work on the queue: enqueue() and options()."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import router, transaction
+from django.utils import timezone
+
+from taskq import signing
+from taskq.conf import settings
+from taskq.decorators import TaskDefaults, defaults_of
+from taskq.exceptions import InvalidTask
+from taskq.signals import task_enqueued
+from taskq.validation import clean_arguments, task_path
+
+if TYPE_CHECKING:
+    from taskq.models import Task
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-call options; build with ``taskq.options(...)`` and call ``.enqueue(fn, ...)``."""
+
+    delay: float | timedelta | None = None
+    run_at: datetime | None = None
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        TaskDefaults(self.queue, self.priority, self.max_attempts, self.timeout)
+        if self.delay is not None and self.run_at is not None:
+            raise InvalidTask("pass delay or run_at, not both.")
+        if self.delay is not None and self._delay_seconds() < 0:
+            raise InvalidTask(f"delay must not be negative, not {self.delay!r}.")
+        if self.run_at is not None and (
+            not isinstance(self.run_at, datetime) or timezone.is_naive(self.run_at)
+        ):
+            raise InvalidTask(
+                f"run_at must be an aware datetime, not {self.run_at!r}: use "
+                "django.utils.timezone.now() + timedelta(...)."
+            )
+
+    def _delay_seconds(self) -> float:
+        delay = self.delay
+        if isinstance(delay, timedelta):
+            return delay.total_seconds()
+        if isinstance(delay, (int, float)) and not isinstance(delay, bool):
+            return float(delay)
+        raise InvalidTask(f"delay must be seconds or a timedelta, not {delay!r}.")
+
+    def options(self, **changes: Any) -> Options:
+        """Return a copy with some options changed."""
+        return replace(self, **changes)
+
+    def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
+        """Store a call of ``fn`` as a queued Task in one INSERT and return the row."""
+        from taskq.models import Task
+
+        path = task_path(fn)
+        clean_args, clean_kwargs = clean_arguments(args, kwargs)
+        fn_defaults = defaults_of(fn)
+        now = timezone.now()
+        if self.run_at is not None:
+            run_after = self.run_at
+        elif self.delay is not None:
+            run_after = now + timedelta(seconds=self._delay_seconds())
+        else:
+            run_after = now
+        timeout = _first(self.timeout, fn_defaults.timeout, settings.default_timeout)
+        task = Task(
+            path=path,
+            args=clean_args,
+            kwargs=clean_kwargs,
+            signature=signing.sign(path, clean_args, clean_kwargs),
+            queue=_first(self.queue, fn_defaults.queue, settings.default_queue),
+            priority=_first(self.priority, fn_defaults.priority, settings.default_priority),
+            max_attempts=_first(
+                self.max_attempts, fn_defaults.max_attempts, settings.default_max_attempts
+            ),
+            timeout=timeout,
+            run_after=run_after,
+            enqueued_at=now,
+        )
+        using = router.db_for_write(Task)
+        task.save(using=using, force_insert=True)
+        task_enqueued.send(sender=Task, task=task)
+        transaction.on_commit(lambda: _committed(task), using=using)
+        return task
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _committed(task: Task) -> None:
+    # Runs after the caller's transaction commits, so a rolled-back enqueue never runs.
+    if settings.immediate:
+        from taskq.worker import run_immediately
+
+        run_immediately(task)
+    else:
+        from taskq import process
+
+        process.notify()
+
+
+def options(
+    *,
+    delay: float | timedelta | None = None,
+    run_at: datetime | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+) -> Options:
+    """Return per-call options, e.g. ``options(delay=30).enqueue(fn, x)``."""
+    return Options(delay, run_at, queue, priority, max_attempts, timeout)
+
+
+def enqueue(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
+    """Store a call of ``fn(*args, **kwargs)`` as a queued Task and return the row."""
+    return Options().enqueue(fn, *args, **kwargs)

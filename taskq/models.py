@@ -1,0 +1,274 @@
+"""The Task row is the queue; the Worker row is a live pool's heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from django.db import models, transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+WORKER_LOST = "WorkerLost: the process running this task stopped before it finished"
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    def queued(self) -> TaskQuerySet:
+        return self.filter(status=Status.QUEUED)
+
+    def running(self) -> TaskQuerySet:
+        return self.filter(status=Status.RUNNING)
+
+    def succeeded(self) -> TaskQuerySet:
+        return self.filter(status=Status.SUCCEEDED)
+
+    def failed(self) -> TaskQuerySet:
+        return self.filter(status=Status.FAILED)
+
+    def cancelled(self) -> TaskQuerySet:
+        return self.filter(status=Status.CANCELLED)
+
+    def finished(self) -> TaskQuerySet:
+        return self.filter(status__in=FINISHED)
+
+    def due(self, now: datetime | None = None, queues: Sequence[str] | None = None) -> TaskQuerySet:
+        """Queued tasks whose time has come, in the order they should run."""
+        qs = self.queued().filter(run_after__lte=now or timezone.now())
+        if queues is not None:
+            qs = qs.filter(queue__in=list(queues))
+        return qs.order_by("-priority", "run_after", "enqueued_at")
+
+    def claim(
+        self, worker: str, limit: int, lease: float, queues: Sequence[str] | None = None
+    ) -> list[Task]:
+        """Mark up to ``limit`` due tasks as running by ``worker`` and return them."""
+        if limit <= 0:
+            return []
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease)
+        with transaction.atomic(using=self.db):
+            # SKIP LOCKED lets several processes claim side by side. SQLite has no row
+            # locks: its IMMEDIATE transaction serialises writers, and the status
+            # condition on the UPDATE below is what makes the claim safe there.
+            candidates = self.due(now, queues).select_for_update(skip_locked=True)
+            tasks = list(candidates[:limit])
+            if not tasks:
+                return []
+            claimed = self.filter(pk__in=[t.pk for t in tasks], status=Status.QUEUED).update(
+                status=Status.RUNNING,
+                worker=worker,
+                attempts=F("attempts") + 1,
+                started_at=now,
+                lease_expires_at=expires,
+            )
+            if claimed != len(tasks):
+                mine = set(
+                    self.filter(
+                        pk__in=[t.pk for t in tasks], status=Status.RUNNING, worker=worker,
+                        started_at=now,
+                    ).values_list("pk", flat=True)
+                )
+                tasks = [t for t in tasks if t.pk in mine]
+        for t in tasks:
+            t.status = Status.RUNNING
+            t.worker = worker
+            t.attempts += 1
+            t.started_at = now
+            t.lease_expires_at = expires
+        return tasks
+
+    def renew_leases(self, worker: str, pks: Sequence[int], lease: float) -> int:
+        """Extend the leases of ``worker``'s running tasks in one UPDATE."""
+        if not pks:
+            return 0
+        until = timezone.now() + timedelta(seconds=lease)
+        return self.filter(pk__in=list(pks), status=Status.RUNNING, worker=worker).update(
+            lease_expires_at=until
+        )
+
+    def recover_expired(self) -> int:
+        """Requeue, or fail once out of attempts, running tasks whose lease has lapsed."""
+        now = timezone.now()
+        expired = self.filter(status=Status.RUNNING, lease_expires_at__lt=now)
+        # Two conditional UPDATEs rather than read-then-write, so pools that
+        # recover at the same moment cannot both act on one task.
+        requeued = expired.filter(attempts__lt=F("max_attempts"), cancel_requested=False).update(
+            status=Status.QUEUED, run_after=now, lease_expires_at=None, error=WORKER_LOST,
+        )
+        failed = expired.update(
+            status=Case(
+                When(cancel_requested=True, then=Value(Status.CANCELLED)),
+                default=Value(Status.FAILED),
+            ),
+            finished_at=now,
+            lease_expires_at=None,
+            error=WORKER_LOST,
+        )
+        return requeued + failed
+
+    def release(self, worker: str, pks: Sequence[int]) -> int:
+        """Give back claimed tasks that never started, without counting the attempt."""
+        if not pks:
+            return 0
+        return self.filter(pk__in=list(pks), status=Status.RUNNING, worker=worker).update(
+            status=Status.QUEUED,
+            attempts=F("attempts") - 1,
+            started_at=None,
+            lease_expires_at=None,
+        )
+
+    def prune(self, older_than: datetime, batch_size: int = 500) -> int:
+        """Delete up to ``batch_size`` tasks that finished before ``older_than``."""
+        pks = list(
+            self.finished().filter(finished_at__lt=older_than)
+            .order_by("finished_at").values_list("pk", flat=True)[:batch_size]
+        )
+        if not pks:
+            return 0
+        deleted, _ = self.filter(pk__in=pks).delete()
+        return deleted
+
+
+class Task(models.Model):
+    """One call of a task function, from enqueue to its outcome."""
+
+    path = models.CharField(max_length=255, help_text="Dotted path of the task function.")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    signature = models.CharField(max_length=128, editable=False)
+    queue = models.CharField(max_length=64, default="default")
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=1)
+    timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty for none.")
+    run_after = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="The pool that ran it last.")
+    cancel_requested = models.BooleanField(default=False)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+
+    objects: ClassVar[TaskQuerySet] = TaskQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        indexes = [
+            # Serves the claim: equality on status, then the ORDER BY of due().
+            models.Index(
+                fields=["status", "-priority", "run_after", "enqueued_at"], name="taskq_claim_idx"
+            ),
+            models.Index(fields=["status", "lease_expires_at"], name="taskq_lease_idx"),
+            models.Index(fields=["status", "finished_at"], name="taskq_finished_idx"),
+            models.Index(fields=["enqueued_at"], name="taskq_enqueued_idx"),
+        ]
+        permissions = [("retry_task", "Can retry and run tasks again")]
+
+    def __str__(self) -> str:
+        return f"{self.path} #{self.pk} ({self.status})"
+
+    def _finish(self, cancelled_ok: bool = False, **fields: Any) -> bool:
+        # Conditional on still being ours: a task whose lease was recovered, or that
+        # timed out and was abandoned, must not have its outcome written twice.
+        mine = Task.objects.filter(
+            pk=self.pk, status=Status.RUNNING, worker=self.worker, attempts=self.attempts
+        )
+        if cancelled_ok:
+            # The common case costs one UPDATE; only a task asked to stop costs a second.
+            updated = mine.filter(cancel_requested=False).update(**fields)
+            if not updated:
+                fields["status"] = Status.CANCELLED
+                updated = mine.update(**fields)
+        else:
+            updated = mine.update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def set_succeeded(self, result: Any) -> bool:
+        """Record a return value; a task asked to stop while running ends cancelled."""
+        return self._finish(
+            cancelled_ok=True,
+            status=Status.SUCCEEDED,
+            result=result,
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+        )
+
+    def set_retrying(self, error: str, traceback: str, delay: float) -> bool:
+        """Record a failed attempt and queue the task again after ``delay`` seconds."""
+        return self._finish(
+            status=Status.QUEUED,
+            run_after=timezone.now() + timedelta(seconds=delay),
+            error=error,
+            traceback=traceback,
+            lease_expires_at=None,
+        )
+
+    def set_failed(self, error: str, traceback: str = "") -> bool:
+        """Record the final failure; a task asked to stop ends cancelled instead."""
+        return self._finish(
+            cancelled_ok=True,
+            status=Status.FAILED,
+            error=error,
+            traceback=traceback,
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+        )
+
+    def cancel(self) -> bool:
+        """Cancel a queued task now, or ask a running one to stop; False if already finished."""
+        now = timezone.now()
+        if Task.objects.filter(pk=self.pk, status=Status.QUEUED).update(
+            status=Status.CANCELLED, finished_at=now
+        ):
+            self.status, self.finished_at = Status.CANCELLED, now
+            return True
+        if Task.objects.filter(pk=self.pk, status=Status.RUNNING).update(cancel_requested=True):
+            self.cancel_requested = True
+            return True
+        return False
+
+    @property
+    def wait_time(self) -> timedelta | None:
+        """How long it waited between enqueue and its (last) start."""
+        return None if self.started_at is None else self.started_at - self.enqueued_at
+
+    @property
+    def run_time(self) -> timedelta | None:
+        """How long its last attempt ran."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class Worker(models.Model):
+    """A live pool, heartbeating so taskq_status can list it and prune the dead."""
+
+    name = models.CharField(max_length=255, unique=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    threads = models.PositiveIntegerField()
+    queues = models.JSONField(null=True, blank=True, help_text="Empty means every queue.")
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+

@@ -1,0 +1,324 @@
+"""A bounded pool of threads: one dispatcher that claims tasks and keeps house, N that run them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.apps import apps
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+from taskq.conf import settings
+from taskq.models import Task, Worker
+from taskq.worker import record_timeout, run_task
+
+logger = logging.getLogger("taskq")
+
+# Dispatcher back-off after a database error, doubling up to the ceiling.
+ERROR_BACKOFF_MIN = 0.5
+ERROR_BACKOFF_MAX = 30.0
+PRUNE_BATCH = 500
+PRUNE_BATCHES_PER_ROUND = 20
+
+
+@dataclass(eq=False)
+class _Running:
+    task: Task
+    thread: threading.Thread
+    deadline: float | None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    abandoned: bool = False
+
+
+class Pool:
+    """Claims due tasks from the database and runs them on a fixed number of threads."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        queues: Sequence[str] | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        self.size = workers if workers is not None else settings.workers
+        self.queues = list(queues) if queues is not None else settings.queues
+        self.poll_interval = poll_interval if poll_interval is not None else settings.poll_interval
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._running: dict[int, _Running] = {}
+        self._runners: set[threading.Thread] = set()
+        self._abandoned: set[threading.Thread] = set()
+        self._busy = 0  # claimed and not yet finished: in the inbox or running
+        self._capacity = 0  # live runner threads that have not been abandoned
+        self._dispatcher: threading.Thread | None = None
+        self._last_prune = 0.0
+
+    # Lifecycle -------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """True while the dispatcher thread runs."""
+        return self._dispatcher is not None and self._dispatcher.is_alive()
+
+    def start(self) -> Pool:
+        """Start the dispatcher and the runner threads; they wait for the app registry."""
+        if self._dispatcher is not None:
+            return self
+        with self._lock:
+            for _ in range(self.size):
+                self._spawn_runner()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name=f"taskq-dispatcher-{self.name}", daemon=True
+        )
+        self._dispatcher.start()
+        logger.info("pool=%s event=started workers=%s queues=%s", self.name, self.size, self.queues)
+        return self
+
+    def notify(self) -> None:
+        """Wake the dispatcher so it claims at once rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop gracefully: give back unstarted tasks, let running ones finish within the grace."""
+        if self._dispatcher is None:
+            return True
+        self._stopping.set()
+        self._wake.set()
+        grace = settings.shutdown_grace if timeout is None else timeout
+        self._dispatcher.join(grace + 5.0)
+        return self._stopped.is_set()
+
+    def __enter__(self) -> Pool:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def running_tasks(self) -> list[int]:
+        """Primary keys of the tasks this pool is running now."""
+        with self._lock:
+            return [pk for pk, r in self._running.items() if not r.abandoned]
+
+    @property
+    def abandoned_threads(self) -> int:
+        """How many timed-out threads have not returned yet."""
+        with self._lock:
+            return len(self._abandoned)
+
+    # Runner threads --------------------------------------------------------
+
+    def _spawn_runner(self) -> None:
+        # Called with the lock held.
+        thread = threading.Thread(target=self._run, name=f"taskq-worker-{self.name}", daemon=True)
+        self._runners.add(thread)
+        self._capacity += 1
+        thread.start()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        try:
+            while True:
+                task = self._inbox.get()
+                if task is None:
+                    return
+                if self._stopping.is_set():
+                    self._give_back([task])
+                    return
+                if not self._run_one(task, me):
+                    return  # abandoned after a timeout: the pool has replaced this thread
+        finally:
+            # Every thread closes what it opened, so no session outlives the pool.
+            connections.close_all()
+            with self._lock:
+                self._runners.discard(me)
+                self._abandoned.discard(me)
+
+    def _run_one(self, task: Task, me: threading.Thread) -> bool:
+        deadline = time.monotonic() + task.timeout if task.timeout else None
+        entry = _Running(task, me, deadline)
+        with self._lock:
+            self._running[task.pk] = entry
+        close_old_connections()
+        try:
+            run_task(task, entry.cancel)
+        except Exception:
+            # run_task records task errors itself; this is the database failing while
+            # it did so. The lease will lapse and recovery will requeue the task.
+            logger.exception("task=%s event=record_failed", task.pk)
+        finally:
+            close_old_connections()
+            with self._lock:
+                del self._running[task.pk]
+                if not entry.abandoned:
+                    self._busy -= 1
+            self._wake.set()
+        return not entry.abandoned
+
+    def _give_back(self, tasks: list[Task]) -> None:
+        try:
+            Task.objects.release(self.name, [t.pk for t in tasks])
+        except Exception:
+            logger.exception("pool=%s event=release_failed tasks=%s", self.name, len(tasks))
+        finally:
+            close_old_connections()
+            with self._lock:
+                self._busy -= len(tasks)
+
+    # Dispatcher ------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        apps.ready_event.wait()
+        next_housekeeping = 0.0
+        error_backoff = ERROR_BACKOFF_MIN
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                full = False
+                try:
+                    if time.monotonic() >= next_housekeeping:
+                        self._housekeep()
+                        next_housekeeping = time.monotonic() + settings.heartbeat_interval
+                    self._expire_timeouts()
+                    full = self._claim()
+                    error_backoff = ERROR_BACKOFF_MIN
+                except Exception:
+                    logger.exception("pool=%s event=dispatch_error backoff=%.1f", self.name, error_backoff)
+                    close_old_connections()
+                    self._stopping.wait(error_backoff)
+                    error_backoff = min(error_backoff * 2, ERROR_BACKOFF_MAX)
+                    continue
+                finally:
+                    close_old_connections()
+                if not full:
+                    self._wake.wait(self._next_wait(next_housekeeping))
+        finally:
+            self._shutdown()
+
+    def _claim(self) -> bool:
+        """Claim as many due tasks as there are free threads; True if every slot was filled."""
+        with self._lock:
+            free = self._capacity - self._busy
+        if free <= 0:
+            return False
+        tasks = Task.objects.claim(self.name, free, settings.lease_seconds, self.queues)
+        with self._lock:
+            self._busy += len(tasks)
+        for task in tasks:
+            self._inbox.put(task)
+        return len(tasks) == free
+
+    def _next_wait(self, next_housekeeping: float) -> float:
+        now = time.monotonic()
+        wait = min(self.poll_interval, max(next_housekeeping - now, 0.0))
+        with self._lock:
+            deadlines = [r.deadline for r in self._running.values() if r.deadline and not r.abandoned]
+        if deadlines:
+            wait = min(wait, max(min(deadlines) - now, 0.0))
+        return wait
+
+    def _expire_timeouts(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [
+                r for r in self._running.values()
+                if r.deadline is not None and r.deadline <= now and not r.abandoned
+            ]
+            for entry in late:
+                entry.abandoned = True
+                self._busy -= 1
+                self._capacity -= 1
+                self._abandoned.add(entry.thread)
+                if len(self._abandoned) <= settings.max_abandoned_threads:
+                    self._spawn_runner()
+                else:
+                    logger.error(
+                        "pool=%s event=capacity_lost abandoned=%s capacity=%s: hung tasks hold "
+                        "threads; give their network calls timeouts",
+                        self.name, len(self._abandoned), self._capacity,
+                    )
+        for entry in late:
+            logger.error(
+                "pool=%s task=%s path=%s event=timeout timeout=%s: thread abandoned",
+                self.name, entry.task.pk, entry.task.path, entry.task.timeout,
+            )
+            record_timeout(entry.task)
+
+    def _housekeep(self) -> None:
+        """Heartbeat this pool, renew its leases, pick up cancel requests, recover the dead."""
+        now = timezone.now()
+        with self._lock:
+            running = {pk: r for pk, r in self._running.items() if not r.abandoned}
+        beat = {"last_heartbeat": now, "threads": self._capacity}
+        if not Worker.objects.filter(name=self.name).update(**beat):
+            host, pid, _ = self.name.split(":")
+            Worker.objects.create(
+                name=self.name, hostname=host, pid=int(pid), queues=self.queues, **beat
+            )
+        if running:
+            Task.objects.renew_leases(self.name, list(running), settings.lease_seconds)
+            for pk in Task.objects.filter(pk__in=list(running), cancel_requested=True).values_list(
+                "pk", flat=True
+            ):
+                running[pk].cancel.set()
+        recovered = Task.objects.recover_expired()
+        if recovered:
+            logger.warning("pool=%s event=recovered tasks=%s reason=worker_lost", self.name, recovered)
+        Worker.objects.filter(
+            last_heartbeat__lt=now - timedelta(seconds=settings.lease_seconds)
+        ).delete()
+        self._prune()
+
+    def _prune(self) -> None:
+        retention = settings.retention
+        if retention is None or time.monotonic() - self._last_prune < settings.prune_interval:
+            return
+        self._last_prune = time.monotonic()
+        cutoff = timezone.now() - timedelta(seconds=retention)
+        for _ in range(PRUNE_BATCHES_PER_ROUND):
+            if Task.objects.prune(cutoff, PRUNE_BATCH) < PRUNE_BATCH:
+                break
+
+    def _shutdown(self) -> None:
+        unstarted: list[Task] = []
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                unstarted.append(item)
+        if unstarted:
+            self._give_back(unstarted)
+        with self._lock:
+            runners = [t for t in self._runners if t not in self._abandoned]
+        for _ in runners:
+            self._inbox.put(None)
+        deadline = time.monotonic() + settings.shutdown_grace
+        for thread in runners:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        still = [t.name for t in runners if t.is_alive()]
+        if still:
+            logger.warning(
+                "pool=%s event=stop_timeout running=%s: their leases will lapse and another "
+                "pool will run them again", self.name, len(still),
+            )
+        try:
+            Worker.objects.filter(name=self.name).delete()
+        except Exception:
+            logger.exception("pool=%s event=unregister_failed", self.name)
+        finally:
+            connections.close_all()
+            self._stopped.set()
+            logger.info("pool=%s event=stopped", self.name)
