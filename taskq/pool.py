@@ -112,6 +112,12 @@ class Pool:
             return [pk for pk, r in self._running.items() if not r.abandoned]
 
     @property
+    def busy(self) -> int:
+        """How many claimed tasks are waiting for a thread or running."""
+        with self._lock:
+            return self._busy
+
+    @property
     def abandoned_threads(self) -> int:
         """How many timed-out threads have not returned yet."""
         with self._lock:

@@ -1,0 +1,48 @@
+"""Helpers shared by taskq's tests: deadline polling and database session counts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import connection
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+def taskq_threads() -> list[threading.Thread]:
+    """Live threads that belong to a taskq pool."""
+    return [t for t in threading.enumerate() if t.name.startswith("taskq-")]
+
+
+def other_sessions() -> int | None:
+    """Sessions on the test database other than this thread's own, or None on SQLite."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        elif connection.vendor == "mysql":
+            cursor.execute(
+                "SELECT count(*) FROM information_schema.PROCESSLIST "
+                "WHERE DB = DATABASE() AND ID <> CONNECTION_ID()"
+            )
+        else:
+            return None
+        row = cursor.fetchone()
+    return int(row[0])
