@@ -47,7 +47,7 @@ RULES: list[tuple[str, str, Callable[[Any], bool], str]] = [
     ("TASKQ_RETRY_BACKOFF_MAX", "taskq.E007", _seconds(False, True), "a number of seconds, 0 or more"),
     ("TASKQ_RETENTION", "taskq.E008", _seconds(True), "None (keep forever), seconds or a timedelta"),
     ("TASKQ_AUTOSTART", "taskq.E009", lambda v: v in (None, True, False), "None (detect), True or False"),
-    ("TASKQ_DEFAULT_TIMEOUT", "taskq.E010", _seconds(True), "None (no timeout) or a positive number of seconds"),
+    ("TASKQ_DEFAULT_TIMEOUT", "taskq.E010", _seconds(True), "None (no timeout) or positive seconds"),
     ("TASKQ_MAX_ARGS_BYTES", "taskq.E011", _int(1), "a positive int"),
     ("TASKQ_SHUTDOWN_GRACE", "taskq.E012", _seconds(False, True), "a number of seconds, 0 or more"),
     ("TASKQ_PRUNE_INTERVAL", "taskq.E013", _seconds(False), "a positive number of seconds"),

@@ -80,9 +80,7 @@ class Options:
             signature=signing.sign(path, clean_args, clean_kwargs),
             queue=_first(self.queue, fn_defaults.queue, settings.default_queue),
             priority=_first(self.priority, fn_defaults.priority, settings.default_priority),
-            max_attempts=_first(
-                self.max_attempts, fn_defaults.max_attempts, settings.default_max_attempts
-            ),
+            max_attempts=_first(self.max_attempts, fn_defaults.max_attempts, settings.default_max_attempts),
             timeout=timeout,
             run_after=run_after,
             enqueued_at=now,

@@ -49,9 +49,7 @@ class TaskQuerySet(models.QuerySet["Task"]):
             qs = qs.filter(queue__in=list(queues))
         return qs.order_by("-priority", "run_after", "enqueued_at")
 
-    def claim(
-        self, worker: str, limit: int, lease: float, queues: Sequence[str] | None = None
-    ) -> list[Task]:
+    def claim(self, worker: str, limit: int, lease: float, queues: Sequence[str] | None = None) -> list[Task]:
         """Mark up to ``limit`` due tasks as running by ``worker`` and return them."""
         if limit <= 0:
             return []
@@ -75,7 +73,9 @@ class TaskQuerySet(models.QuerySet["Task"]):
             if claimed != len(tasks):
                 mine = set(
                     self.filter(
-                        pk__in=[t.pk for t in tasks], status=Status.RUNNING, worker=worker,
+                        pk__in=[t.pk for t in tasks],
+                        status=Status.RUNNING,
+                        worker=worker,
                         started_at=now,
                     ).values_list("pk", flat=True)
                 )
@@ -104,7 +104,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
         # Two conditional UPDATEs rather than read-then-write, so pools that
         # recover at the same moment cannot both act on one task.
         requeued = expired.filter(attempts__lt=F("max_attempts"), cancel_requested=False).update(
-            status=Status.QUEUED, run_after=now, lease_expires_at=None, error=WORKER_LOST,
+            status=Status.QUEUED,
+            run_after=now,
+            lease_expires_at=None,
+            error=WORKER_LOST,
         )
         failed = expired.update(
             status=Case(
@@ -131,8 +134,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def prune(self, older_than: datetime, batch_size: int = 500) -> int:
         """Delete up to ``batch_size`` tasks that finished before ``older_than``."""
         pks = list(
-            self.finished().filter(finished_at__lt=older_than)
-            .order_by("finished_at").values_list("pk", flat=True)[:batch_size]
+            self.finished()
+            .filter(finished_at__lt=older_than)
+            .order_by("finished_at")
+            .values_list("pk", flat=True)[:batch_size]
         )
         if not pks:
             return 0
@@ -169,9 +174,7 @@ class Task(models.Model):
     class Meta:
         indexes = [
             # Serves the claim: equality on status, then the ORDER BY of due().
-            models.Index(
-                fields=["status", "-priority", "run_after", "enqueued_at"], name="taskq_claim_idx"
-            ),
+            models.Index(fields=["status", "-priority", "run_after", "enqueued_at"], name="taskq_claim_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="taskq_lease_idx"),
             models.Index(fields=["status", "finished_at"], name="taskq_finished_idx"),
             models.Index(fields=["enqueued_at"], name="taskq_enqueued_idx"),
@@ -270,5 +273,3 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-

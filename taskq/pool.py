@@ -238,7 +238,8 @@ class Pool:
         now = time.monotonic()
         with self._lock:
             late = [
-                r for r in self._running.values()
+                r
+                for r in self._running.values()
                 if r.deadline is not None and r.deadline <= now and not r.abandoned
             ]
             for entry in late:
@@ -252,12 +253,17 @@ class Pool:
                     logger.error(
                         "pool=%s event=capacity_lost abandoned=%s capacity=%s: hung tasks hold "
                         "threads; give their network calls timeouts",
-                        self.name, len(self._abandoned), self._capacity,
+                        self.name,
+                        len(self._abandoned),
+                        self._capacity,
                     )
         for entry in late:
             logger.error(
                 "pool=%s task=%s path=%s event=timeout timeout=%s: thread abandoned",
-                self.name, entry.task.pk, entry.task.path, entry.task.timeout,
+                self.name,
+                entry.task.pk,
+                entry.task.path,
+                entry.task.timeout,
             )
             record_timeout(entry.task)
 
@@ -269,9 +275,7 @@ class Pool:
         beat = {"last_heartbeat": now, "threads": self._capacity}
         if not Worker.objects.filter(name=self.name).update(**beat):
             host, pid, _ = self.name.split(":")
-            Worker.objects.create(
-                name=self.name, hostname=host, pid=int(pid), queues=self.queues, **beat
-            )
+            Worker.objects.create(name=self.name, hostname=host, pid=int(pid), queues=self.queues, **beat)
         if running:
             Task.objects.renew_leases(self.name, list(running), settings.lease_seconds)
             for pk in Task.objects.filter(pk__in=list(running), cancel_requested=True).values_list(
@@ -281,9 +285,7 @@ class Pool:
         recovered = Task.objects.recover_expired()
         if recovered:
             logger.warning("pool=%s event=recovered tasks=%s reason=worker_lost", self.name, recovered)
-        Worker.objects.filter(
-            last_heartbeat__lt=now - timedelta(seconds=settings.lease_seconds)
-        ).delete()
+        Worker.objects.filter(last_heartbeat__lt=now - timedelta(seconds=settings.lease_seconds)).delete()
         self._prune()
 
     def _prune(self) -> None:
@@ -318,7 +320,9 @@ class Pool:
         if still:
             logger.warning(
                 "pool=%s event=stop_timeout running=%s: their leases will lapse and another "
-                "pool will run them again", self.name, len(still),
+                "pool will run them again",
+                self.name,
+                len(still),
             )
         try:
             Worker.objects.filter(name=self.name).delete()

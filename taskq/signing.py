@@ -23,9 +23,7 @@ def _normalise(value: Any) -> Any:
 
 
 def _payload(path: str, args: Any, kwargs: Any) -> str:
-    return json.dumps(
-        [path, _normalise(args), _normalise(kwargs)], sort_keys=True, separators=(",", ":")
-    )
+    return json.dumps([path, _normalise(args), _normalise(kwargs)], sort_keys=True, separators=(",", ":"))
 
 
 def sign(path: str, args: Any, kwargs: Any) -> str:

@@ -93,7 +93,9 @@ def _check(value: Any, where: str) -> None:
             _check(item, f"{where}[{key!r}]")
         return
     hint = next((h for types, h in _HINTS if isinstance(value, types)), None)
-    hint = hint or "pass plain JSON (str, int, float, bool, None, list, dict), e.g. str(value) or value.isoformat()"
+    hint = hint or (
+        "pass plain JSON (str, int, float, bool, None, list, dict), e.g. str(value) or value.isoformat()"
+    )
     raise InvalidTask(f"{where} is a {type(value).__name__}, which is not JSON: {hint}.")
 
 

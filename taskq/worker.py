@@ -28,7 +28,7 @@ def backoff(attempt: int) -> float:
     """Seconds to wait before retrying after failed attempt number ``attempt``."""
     ceiling = min(settings.backoff_max, settings.backoff_base * 2 ** max(attempt - 1, 0))
     # Jitter spreads retries of a batch that failed together, e.g. during an API outage.
-    return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - not for security
+    return float(ceiling * random.uniform(0.5, 1.0))  # noqa: S311 - not for security
 
 
 def _describe(exc: BaseException) -> str:
@@ -42,13 +42,22 @@ def record_failure(task: Task, exc: BaseException, trace: str, retry_delay: floa
         task.set_retrying(error, trace, retry_delay)
         logger.warning(
             "task=%s path=%s attempt=%s/%s event=retry delay=%.1f error=%r",
-            task.pk, task.path, task.attempts, task.max_attempts, retry_delay, error,
+            task.pk,
+            task.path,
+            task.attempts,
+            task.max_attempts,
+            retry_delay,
+            error,
         )
     else:
         task.set_failed(error, trace)
         logger.error(
             "task=%s path=%s attempt=%s/%s event=failed error=%r",
-            task.pk, task.path, task.attempts, task.max_attempts, error,
+            task.pk,
+            task.path,
+            task.attempts,
+            task.max_attempts,
+            error,
         )
 
 
@@ -89,7 +98,7 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
         record_failure(task, exc, tb.format_exc(), delay)
     except (GiveUp, InvalidTask) as exc:
         record_failure(task, exc, tb.format_exc(), None)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any error in user code is the task's outcome
         record_failure(task, exc, tb.format_exc(), backoff(task.attempts))
     except BaseException as exc:
         # SystemExit or KeyboardInterrupt from inside a task: record it, then let it
@@ -108,7 +117,9 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
 def run_immediately(task: Task) -> Task:
     """Claim one specific queued task in this thread and run it (immediate mode)."""
     claimed = Task.objects.filter(pk=task.pk, status=Status.QUEUED).update(
-        status=Status.RUNNING, worker="immediate", attempts=task.attempts + 1,
+        status=Status.RUNNING,
+        worker="immediate",
+        attempts=task.attempts + 1,
         started_at=timezone.now(),
     )
     if not claimed:

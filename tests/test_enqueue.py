@@ -96,7 +96,7 @@ def test_delay_and_run_at_set_run_after() -> None:
         ({"delay": 1, "run_at": timezone.now()}, "not both"),
         ({"delay": -1}, "must not be negative"),
         ({"delay": "soon"}, "seconds or a timedelta"),
-        ({"run_at": dt.datetime(2030, 1, 1)}, "aware datetime"),  # noqa: DTZ001
+        ({"run_at": dt.datetime(2030, 1, 1)}, "aware datetime"),
         ({"priority": "high"}, "priority must be an int"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"timeout": 0}, "timeout"),
@@ -213,9 +213,12 @@ def test_pool_is_woken_only_when_the_transaction_commits(
         enqueue(tasks.add, 1, 1)
     assert len(callbacks) == 1
     with django_capture_on_commit_callbacks() as callbacks:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            enqueue(tasks.add, 1, 1)
-            raise RuntimeError("roll back")
+        try:
+            with transaction.atomic():
+                enqueue(tasks.add, 1, 1)
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
     assert callbacks == []
     assert Task.objects.count() == 1
 

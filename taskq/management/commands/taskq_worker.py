@@ -24,9 +24,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queues", default=None, help="Comma-separated queues to serve (TASKQ_QUEUES; all)."
         )
-        parser.add_argument(
-            "--burst", action="store_true", help="Exit once nothing is due and nothing runs."
-        )
+        parser.add_argument("--burst", action="store_true", help="Exit once nothing is due and nothing runs.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         queues = options["queues"].split(",") if options["queues"] else None
