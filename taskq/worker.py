@@ -26,7 +26,10 @@ logger = logging.getLogger("taskq")
 
 def backoff(attempt: int) -> float:
     """Seconds to wait before retrying after failed attempt number ``attempt``."""
-    ceiling = min(settings.backoff_max, settings.backoff_base * 2 ** max(attempt - 1, 0))
+    # The exponent is capped before the power: 2**1100 no longer fits in a float, and a
+    # task with thousands of attempts must still get a delay, not an OverflowError.
+    exponent = min(max(attempt - 1, 0), 64)
+    ceiling = min(settings.backoff_max, settings.backoff_base * 2**exponent)
     # Jitter spreads retries of a batch that failed together, e.g. during an API outage.
     return float(ceiling * random.uniform(0.5, 1.0))  # noqa: S311 - not for security
 
