@@ -166,7 +166,10 @@ class Pool:
         finally:
             close_old_connections()
             with self._lock:
-                del self._running[task.pk]
+                # An abandoned attempt can return after the pool claimed the same task
+                # again; the entry under its pk is then the new attempt's, not ours.
+                if self._running.get(task.pk) is entry:
+                    del self._running[task.pk]
                 if not entry.abandoned:
                     self._busy -= 1
             self._wake.set()
