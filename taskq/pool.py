@@ -149,7 +149,16 @@ class Pool:
             connections.close_all()
             with self._lock:
                 self._runners.discard(me)
-                self._abandoned.discard(me)
+                if me in self._abandoned:
+                    self._abandoned.discard(me)
+                    # Past the cap, a timed-out thread was not replaced; now that it has
+                    # returned, its slot can be filled without exceeding the cap.
+                    if self._capacity < self.size and not self._stopping.is_set():
+                        self._spawn_runner()
+                        self._wake.set()
+                        logger.warning(
+                            "pool=%s event=capacity_restored capacity=%s", self.name, self._capacity
+                        )
 
     def _run_one(self, task: Task, me: threading.Thread) -> bool:
         deadline = time.monotonic() + task.timeout if task.timeout else None
