@@ -119,7 +119,10 @@ def attempt_blocks(name: str, timeout: float = 30.0) -> int:
     event(f"{key}:started").set()
     event(key).wait(timeout)
     backend_pid(key)
-    SEEN.setdefault(f"{key}:connection", []).append(connection)
+    from django.db import connections
+
+    # This thread's own wrapper: the module's ``connection`` proxy would resolve in the reader's thread.
+    SEEN.setdefault(f"{key}:connection", []).append(connections["default"])
     return context.attempt
 
 
