@@ -195,6 +195,8 @@ class Task(models.Model):
             updated = mine.filter(cancel_requested=False).update(**fields)
             if not updated:
                 fields["status"] = Status.CANCELLED
+                fields.setdefault("finished_at", timezone.now())
+                fields.pop("run_after", None)
                 updated = mine.update(**fields)
         else:
             updated = mine.update(**fields)
@@ -214,8 +216,9 @@ class Task(models.Model):
         )
 
     def set_retrying(self, error: str, traceback: str, delay: float) -> bool:
-        """Record a failed attempt and queue the task again after ``delay`` seconds."""
+        """Queue the task again after ``delay`` seconds; a task asked to stop ends cancelled instead."""
         return self._finish(
+            cancelled_ok=True,
             status=Status.QUEUED,
             run_after=timezone.now() + timedelta(seconds=delay),
             error=error,

@@ -43,6 +43,9 @@ def record_failure(task: Task, exc: BaseException, trace: str, retry_delay: floa
     error = _describe(exc)
     if retry_delay is not None and task.attempts < task.max_attempts:
         task.set_retrying(error, trace, retry_delay)
+        if task.status == Status.CANCELLED:
+            logger.info("task=%s path=%s event=cancelled error=%r", task.pk, task.path, error)
+            return
         logger.warning(
             "task=%s path=%s attempt=%s/%s event=retry delay=%.1f error=%r",
             task.pk,
