@@ -291,6 +291,7 @@ def test_release_gives_back_unstarted_claims_without_counting_them(transactional
 def test_pool_heartbeats_a_worker_row(make_pool: MakePool) -> None:
     pool = make_pool(workers=2, queues=["a", "b"])
     row = wait_until(lambda: Worker.objects.filter(name=pool.name).first())
+    assert row is not None
     assert (row.threads, row.queues) == (2, ["a", "b"])
     assert str(row) == pool.name
     assert pool.stop()
