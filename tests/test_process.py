@@ -72,7 +72,8 @@ def test_arm_eager_starts_the_pool_once(transactional_db: None, clean_process: N
     settings.TASKQ_WORKERS = 1
     assert process.arm() is Mode.EAGER
     pool = process.get_pool()
-    assert pool is not None and pool.alive
+    assert pool is not None
+    assert pool.alive
     assert process.start() is pool
     pk = enqueue(tasks.add, 1, 2).pk
     wait_until(lambda: Task.objects.filter(pk=pk).succeeded().exists())
@@ -86,7 +87,8 @@ def test_lazy_mode_starts_on_the_first_request(
     assert process.get_pool() is None
     Client().get("/admin/login/")
     pool = process.get_pool()
-    assert pool is not None and pool.alive
+    assert pool is not None
+    assert pool.alive
     Client().get("/admin/login/")
     assert process.get_pool() is pool
 
