@@ -12,7 +12,9 @@ from taskq.pool import Pool
 from tests.helpers import wait_until
 from tests.testapp import tasks
 
-pytestmark = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="Django's pool is PostgreSQL-only")
+pytestmark = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="Django's pool is PostgreSQL-only"
+)
 
 
 @pytest.fixture
@@ -21,10 +23,10 @@ def django_pg_pool(transactional_db: None) -> Iterator[Any]:
     connection.close()
     connection.settings_dict["OPTIONS"]["pool"] = {"min_size": 0, "max_size": 2, "timeout": 10}
     try:
-        yield connection.pool
+        yield connection.pool  # type: ignore[attr-defined]
     finally:
         connection.close()
-        connection.close_pool()
+        connection.close_pool()  # type: ignore[attr-defined]
         del connection.settings_dict["OPTIONS"]["pool"]
 
 
