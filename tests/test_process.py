@@ -99,6 +99,8 @@ def test_notify_without_a_pool_is_harmless() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+# Forking a threaded process is the very case under test (gunicorn --preload).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_gets_a_fresh_pool_and_never_inherits_a_connection(
     transactional_db: None, settings: Any
 ) -> None:
