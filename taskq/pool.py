@@ -63,7 +63,7 @@ class Pool:
         self._busy = 0  # claimed and not yet finished: in the inbox or running
         self._capacity = 0  # live runner threads that have not been abandoned
         self._dispatcher: threading.Thread | None = None
-        self._last_prune = 0.0
+        self._last_prune: float | None = None  # monotonic time of the last prune; None: never
 
     # Lifecycle -------------------------------------------------------------
 
@@ -302,7 +302,11 @@ class Pool:
 
     def _prune(self) -> None:
         retention = settings.retention
-        if retention is None or time.monotonic() - self._last_prune < settings.prune_interval:
+        if retention is None:
+            return
+        # monotonic() counts from boot, so a start value of 0.0 would skip the first
+        # prune for up to an interval on a freshly booted host; None means "never pruned".
+        if self._last_prune is not None and time.monotonic() - self._last_prune < settings.prune_interval:
             return
         self._last_prune = time.monotonic()
         cutoff = timezone.now() - timedelta(seconds=retention)
