@@ -26,7 +26,7 @@ def session_is_gone(pid: int) -> bool:
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
         else:
             cursor.execute("SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = %s", [pid])
-        return cursor.fetchone()[0] == 0
+        return bool(cursor.fetchone()[0] == 0)
 
 
 def threads_of(pool: Pool) -> int:
