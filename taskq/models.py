@@ -20,7 +20,10 @@ class Status(models.TextChoices):
 
 
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-WORKER_LOST = "WorkerLost: the process running this task stopped before it finished"
+WORKER_LOST = (
+    "WorkerLost: the lease lapsed before the outcome was recorded: the process running this "
+    "task died, or lost the database until the lease expired"
+)
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
