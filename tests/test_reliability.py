@@ -152,4 +152,5 @@ def test_a_pool_runs_retries_until_the_task_succeeds(make_pool: Any) -> None:
     make_pool(workers=1)
     task = wait_for_status(enqueue(tasks.retry_once, "r"), Status.SUCCEEDED, Status.FAILED)
     assert (task.status, task.attempts, task.result) == (Status.SUCCEEDED, 2, "second time lucky")
+    assert task.error == "Retry: retry requested"  # the earlier attempt's, kept on purpose
     assert tasks.SEEN["r"] == [1, 2]
