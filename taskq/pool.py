@@ -144,21 +144,26 @@ class Pool:
                     return
                 if not self._run_one(task, me):
                     return  # abandoned after a timeout: the pool has replaced this thread
+        except BaseException as exc:
+            # A task raised SystemExit or KeyboardInterrupt: run_task recorded it and let it
+            # through, so this thread ends as its raiser asked. Its slot must not end with it.
+            logger.error("pool=%s event=thread_exited error=%s: replacing it", self.name, type(exc).__name__)
+            with self._lock:
+                if me not in self._abandoned:
+                    self._capacity -= 1
+            raise
         finally:
             # Every thread closes what it opened, so no session outlives the pool.
             connections.close_all()
             with self._lock:
                 self._runners.discard(me)
-                if me in self._abandoned:
-                    self._abandoned.discard(me)
-                    # Past the cap, a timed-out thread was not replaced; now that it has
-                    # returned, its slot can be filled without exceeding the cap.
-                    if self._capacity < self.size and not self._stopping.is_set():
-                        self._spawn_runner()
-                        self._wake.set()
-                        logger.warning(
-                            "pool=%s event=capacity_restored capacity=%s", self.name, self._capacity
-                        )
+                self._abandoned.discard(me)
+                # A thread that timed out past the cap, or that a task's SystemExit ended,
+                # left its slot empty: fill it, never beyond the pool's size.
+                if self._capacity < self.size and not self._stopping.is_set():
+                    self._spawn_runner()
+                    self._wake.set()
+                    logger.warning("pool=%s event=capacity_restored capacity=%s", self.name, self._capacity)
 
     def _run_one(self, task: Task, me: threading.Thread) -> bool:
         deadline = time.monotonic() + task.timeout if task.timeout else None
