@@ -154,3 +154,13 @@ def test_a_pool_runs_retries_until_the_task_succeeds(make_pool: Any) -> None:
     assert (task.status, task.attempts, task.result) == (Status.SUCCEEDED, 2, "second time lucky")
     assert task.error == "Retry: retry requested"  # the earlier attempt's, kept on purpose
     assert tasks.SEEN["r"] == [1, 2]
+
+
+# The pool lets SystemExit end the thread it was raised in, which pytest reports as a warning.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_task_raising_system_exit_fails_and_the_pool_keeps_its_thread(make_pool: Any) -> None:
+    pool = make_pool(workers=1)
+    task = wait_for_status(options(max_attempts=3).enqueue(tasks.exit_thread, 3), Status.FAILED)
+    assert (task.attempts, task.error) == (1, "SystemExit: 3")
+    assert wait_for_status(enqueue(tasks.add, 1, 2), Status.SUCCEEDED).result == 3
+    assert len([t for t in pool._runners if t.is_alive()]) == 1

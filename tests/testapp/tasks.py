@@ -178,3 +178,8 @@ def barrier(prefix: str, parties: int, timeout: float = 20.0) -> int:
             raise TimeoutError(f"fewer than {parties} threads ran {prefix} at once")
         time.sleep(0.05)
     return parties
+
+
+def exit_thread(code: int) -> None:
+    """Call sys.exit() the way some libraries do on an error, from inside a task."""
+    raise SystemExit(code)
