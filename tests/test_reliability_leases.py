@@ -13,7 +13,7 @@ from django.utils import timezone
 from taskq import enqueue, options
 from taskq.models import WORKER_LOST, Status, Task
 from taskq.pool import Pool, _Running
-from tests.helpers import wait_until
+from tests.helpers import other_sessions, wait_until
 from tests.test_reliability import WORKER, claim, heartbeats, wait_for_status
 from tests.testapp import tasks
 
@@ -132,3 +132,23 @@ def test_a_long_task_in_a_live_pool_is_never_run_twice(settings: Any, make_pool:
     assert (task.attempts, task.result, task.error) == (1, 1, "")
     assert "long:2:started" not in tasks.EVENTS
     assert first.busy == second.busy == 0
+
+
+def test_an_outcome_that_cannot_be_written_is_recovered_and_run_again(settings: Any, make_pool: Any) -> None:
+    if other_sessions() is None:
+        pytest.skip("SQLite has no server session to kill")
+    settings.TASKQ_LEASE_SECONDS = 1.0
+    make_pool(workers=1)
+    task = options(max_attempts=3).enqueue(tasks.hold_session, "cut")
+    assert tasks.event("cut:started").wait(10)
+    # The database drops the worker's session, as a server restart or a network cut would.
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_terminate_backend(%s)", [tasks.SEEN["cut"][0]])
+        else:
+            cursor.execute(f"KILL CONNECTION {int(tasks.SEEN['cut'][0])}")
+    tasks.event("cut").set()
+    # The first attempt's outcome could not be written, so its lease lapsed and it ran again.
+    task = wait_for_status(task, Status.SUCCEEDED)
+    assert (task.attempts, task.result, task.error) == (2, 2, WORKER_LOST)
+    assert len(tasks.SEEN["cut"]) == 2

@@ -183,3 +183,13 @@ def barrier(prefix: str, parties: int, timeout: float = 20.0) -> int:
 def exit_thread(code: int) -> None:
     """Call sys.exit() the way some libraries do on an error, from inside a task."""
     raise SystemExit(code)
+
+
+def hold_session(name: str, timeout: float = 30.0) -> int:
+    """Open a database session, then wait with it open until released; return the attempt."""
+    context = taskq.current_task()
+    assert context is not None
+    backend_pid(name)
+    event(f"{name}:started").set()
+    event(name).wait(timeout)
+    return context.attempt
