@@ -54,7 +54,7 @@ MAX_PROBES = 400  # periods the date hierarchy probes in one query; more falls b
 if TYPE_CHECKING:
     TaskModelAdmin = admin.ModelAdmin[Task]
     WorkerModelAdmin = admin.ModelAdmin[Worker]
-    PaginatorBase = Paginator[Task]
+    PaginatorBase = Paginator[Any]
 else:
     # These classes are generic only in django-stubs.
     TaskModelAdmin = WorkerModelAdmin = admin.ModelAdmin
@@ -165,7 +165,9 @@ class ProbingQuerySet(TaskQuerySet):
         return [value is not None for value in row]
 
 
-def _periods(first: datetime, last: datetime, kind: str, tzinfo: Any) -> Iterator[tuple[datetime, datetime]]:
+def _periods(
+    first: datetime, last: datetime, kind: str, tzinfo: tzinfo_type | None
+) -> Iterator[tuple[datetime, datetime]]:
     # Periods start at local midnight, as the date hierarchy's own lookups do.
     tz = tzinfo or timezone.get_current_timezone()
     if django_settings.USE_TZ:

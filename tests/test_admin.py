@@ -12,10 +12,11 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
-from taskq import options, signing
-from taskq.admin import CappedPaginator, TaskAdmin
+from taskq import signing
+from taskq.admin import CappedPaginator, ProbingQuerySet, TaskAdmin
 from taskq.models import Status, Task, Worker
 from taskq.signals import task_enqueued
+from tests.rows import finished, make
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db
@@ -25,27 +26,6 @@ CHANGELIST = "/admin/taskq/task/"
 
 def change_url(task: Task) -> str:
     return f"{CHANGELIST}{task.pk}/change/"
-
-
-def make(fn: Any = tasks.add, *args: Any, queue: str = "default", **fields: Any) -> Task:
-    """A task as enqueue() stores it, then moved to the given state."""
-    task = options(queue=queue).enqueue(fn, *(args or (1, 2)))
-    if fields:
-        Task.objects.filter(pk=task.pk).update(**fields)
-        task.refresh_from_db()
-    return task
-
-
-def finished(status: Status, **fields: Any) -> dict[str, Any]:
-    now = timezone.now()
-    return {
-        "status": status,
-        "attempts": 1,
-        "started_at": now - timedelta(seconds=3),
-        "finished_at": now - timedelta(seconds=1),
-        "worker": "web-1:42:cafe",
-        **fields,
-    }
 
 
 def login(*perms: str, superuser: bool = False) -> Client:
@@ -195,6 +175,39 @@ def test_a_long_list_is_counted_only_up_to_the_cap(monkeypatch: pytest.MonkeyPat
     small = client.get(CHANGELIST, {"q": "nothing-like-this"}).content.decode()
     assert "0 tasks" in small
     assert "More than" not in small
+
+
+@pytest.mark.parametrize("order", ["ASC", "DESC"])
+@pytest.mark.parametrize("kind", ["year", "month", "day"])
+def test_probed_periods_are_djangos_distinct_dates(kind: str, order: str) -> None:
+    at = timezone.make_aware(datetime(2024, 12, 31, 23, 30))
+    for when in (at, at + timedelta(hours=1), at + timedelta(days=40), at + timedelta(days=400)):
+        make(enqueued_at=when)
+    probed = ProbingQuerySet(Task).datetimes("enqueued_at", kind, order)  # type: ignore[arg-type]
+    assert list(probed) == list(Task.objects.datetimes("enqueued_at", kind, order))  # type: ignore[arg-type]
+
+
+def test_probed_periods_follow_the_current_time_zone() -> None:
+    make(enqueued_at=timezone.make_aware(datetime(2025, 1, 1, 3)))  # still 2024 in New York
+    with timezone.override("America/New_York"):
+        days = ProbingQuerySet(Task).datetimes("enqueued_at", "day")
+        assert [(d.year, d.month, d.day, d.hour) for d in days] == [(2024, 12, 31, 0)]
+
+
+def test_other_kinds_and_long_spans_fall_back_to_djangos_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ProbingQuerySet(Task).datetimes("enqueued_at", "day") == []
+    at = timezone.make_aware(datetime(2025, 6, 1, 8))
+    for when in (at, at + timedelta(days=1, hours=2)):
+        make(enqueued_at=when)
+    hours = ProbingQuerySet(Task).datetimes("enqueued_at", "hour")
+    assert list(hours) == list(Task.objects.datetimes("enqueued_at", "hour"))
+    monkeypatch.setattr("taskq.admin.MAX_PROBES", 1)
+    days = ProbingQuerySet(Task).datetimes("enqueued_at", "day")
+    assert list(days) == [at.replace(hour=0), at.replace(day=2, hour=0)]
+
+
+def test_the_capped_paginator_counts_plain_lists_too() -> None:
+    assert CappedPaginator([1, 2, 3], 2).count == 3
 
 
 # The detail page --------------------------------------------------------------------

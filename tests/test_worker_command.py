@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
+from collections.abc import Callable
 from io import StringIO
 
 import pytest
@@ -11,7 +14,7 @@ from django.core.management import CommandError, call_command
 from taskq import enqueue, options, process
 from taskq.models import Status, Task, Worker
 from tests import processes
-from tests.helpers import wait_until
+from tests.helpers import taskq_threads, wait_until
 from tests.testapp import tasks
 
 
@@ -41,6 +44,54 @@ def test_it_replaces_a_pool_the_app_started(transactional_db: None) -> None:
     call_command("taskq_worker", "--burst", "--workers", "1", stdout=StringIO())
     assert process.get_pool() is None
     assert not autostarted.alive
+
+
+def signal_when(condition: Callable[[], object], signum: signal.Signals) -> threading.Thread:
+    """Send ``signum`` to this process, as a terminal or supervisor would, once ``condition`` holds."""
+
+    def send() -> None:
+        wait_until(condition)
+        os.kill(os.getpid(), signum)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_sigterm_stops_it_in_this_process_and_restores_the_handlers(transactional_db: None) -> None:
+    task = enqueue(tasks.block, "sigterm")
+    tasks.event("sigterm").set()  # it finishes at once; the pool still has to stop cleanly
+    sender = signal_when(tasks.event("sigterm:started").is_set, signal.SIGTERM)
+
+    def ours(signum: int, frame: object) -> None:
+        raise AssertionError("the command's own handler should have been in place")
+
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        call_command("taskq_worker", "--workers", "1", stdout=StringIO())
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    sender.join()
+    task.refresh_from_db()
+    assert task.status == Status.SUCCEEDED
+
+
+def test_a_second_ctrl_c_stops_waiting_for_running_tasks(transactional_db: None) -> None:
+    task = enqueue(tasks.block, "stuck")
+    out = StringIO()
+    first = signal_when(tasks.event("stuck:started").is_set, signal.SIGINT)
+    second = signal_when(lambda: first.is_alive() is False and ": stopping" in out.getvalue(), signal.SIGINT)
+
+    with pytest.raises(CommandError, match="interrupted again") as raised:
+        call_command("taskq_worker", "--workers", "1", stdout=out)
+
+    second.join()
+    assert raised.value.returncode == 130
+    assert Task.objects.get(pk=task.pk).status == Status.RUNNING  # abandoned; its lease will lapse
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    tasks.event("stuck").set()
+    wait_until(lambda: not taskq_threads())
 
 
 @pytest.mark.parametrize(

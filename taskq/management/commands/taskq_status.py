@@ -7,8 +7,8 @@ import json
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections, connections
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
 
 from taskq.status import Snapshot, render_text, take_snapshot
 
@@ -48,7 +48,11 @@ class Command(BaseCommand):
         max_lag: float | None = options["max_lag"]
         watch: float | None = options["watch"]
         if watch is None:
-            problems = self._report(take_snapshot(), options["json"], max_lag)
+            try:
+                snapshot = take_snapshot()
+            except DatabaseError as exc:
+                raise CommandError(f"cannot read the queue: {exc}") from exc
+            problems = self._report(snapshot, options["json"], max_lag)
             for problem in problems:
                 self.stderr.write(f"unhealthy: {problem}")
             if problems:
@@ -58,11 +62,9 @@ class Command(BaseCommand):
             while True:
                 try:
                     self._report(take_snapshot(), options["json"], max_lag, redraw=True)
-                except Exception as exc:  # noqa: BLE001 - keep watching through a database outage
+                except DatabaseError as exc:
+                    # Keep watching through an outage, on a fresh session each time.
                     self.stderr.write(f"taskq_status: {exc}")
-                finally:
-                    # A session per refresh, so a watch left running survives database restarts.
-                    close_old_connections()
                     connections.close_all()
                 time.sleep(watch)
         except KeyboardInterrupt:
