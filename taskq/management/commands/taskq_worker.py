@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import threading
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -113,13 +114,16 @@ class Command(BaseCommand):
 
     def _drained(self, pool: Pool) -> bool:
         # Ask the database rather than the pool's counters: a claim commits before the
-        # pool counts it, but a task it claimed is "running" under its name at once.
-        due = Q(status=Status.QUEUED, run_after__lte=timezone.now())
+        # pool counts it, but a task it claimed is "running" under its name at once. A
+        # task due within the next poll counts too, so a retry queued for "now" by a
+        # runner while this query was being built is not mistaken for "later".
+        soon = timezone.now() + timedelta(seconds=pool.poll_interval)
+        pending = Q(status=Status.QUEUED, run_after__lte=soon)
         if pool.queues is not None:
-            due &= Q(queue__in=pool.queues)
+            pending &= Q(queue__in=pool.queues)
         mine = Q(status=Status.RUNNING, worker=pool.name)
         try:
-            return not Task.objects.filter(due | mine).exists()
+            return not Task.objects.filter(pending | mine).exists()
         except Exception:
             logger.exception("pool=%s event=burst_check_failed", pool.name)
             return False
