@@ -16,8 +16,22 @@ if TYPE_CHECKING:
     from taskq.pool import Pool
 
 
+# pytest-django's public fixtures that give a test the database.
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
+)
+
+
+def _uses_database(request: pytest.FixtureRequest) -> bool:
+    if not request.config.pluginmanager.hasplugin("django"):
+        return False
+    return request.node.get_closest_marker("django_db") is not None or bool(
+        DATABASE_FIXTURES.intersection(request.fixturenames)
+    )
+
+
 @pytest.fixture(autouse=True)
-def _taskq_leak_guard() -> Iterator[None]:
+def _taskq_leak_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test whose taskq threads are still alive, or still hold sessions, at teardown."""
     from django.apps import apps
 
@@ -25,6 +39,11 @@ def _taskq_leak_guard() -> Iterator[None]:
         # Without a configured Django there can be no pool, so nothing to guard.
         yield
         return
+    if _uses_database(request):
+        # Set the database up first so that it is torn down last: the check then runs
+        # after the test's own fixtures stopped their pools, while the threads of one
+        # left running still have their database (pytest-django blocks it afterwards).
+        request.getfixturevalue("db")
     from taskq.testing import ThreadWatch
 
     watch = ThreadWatch()

@@ -100,13 +100,13 @@ class ThreadWatch:
             held = [(t, c) for t, c in self._opened if c.connection is not None]
         return alive, held
 
-    def finish(self, grace: float = 5.0) -> list[str]:
+    def finish(self, grace: float = 2.0) -> list[str]:
         """Stop watching and describe each leak; close the sessions of threads that have ended."""
         connection_created.disconnect(dispatch_uid=self._uid)
         # A pool that was just stopped may need a moment for its last thread to return.
         deadline = time.monotonic() + grace
         alive, held = self._leaks()
-        while (alive or held) and time.monotonic() < deadline:
+        while alive and time.monotonic() < deadline:
             time.sleep(0.02)
             alive, held = self._leaks()
         problems = [f"thread {t.name} is still running" for t in alive]
