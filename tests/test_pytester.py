@@ -245,3 +245,10 @@ def test_the_plugin_fails_tests_that_leak_taskq_threads_or_sessions(pytester: py
             "*thread taskq-by-hand ended without closing its session on 'default'*",
         ]
     )
+
+
+def test_the_plugin_is_harmless_without_django(pytester: pytest.Pytester, monkeypatch: Any) -> None:
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:django", "-p", "no:cacheprovider", timeout=CHILD_TIMEOUT)
+    result.assert_outcomes(passed=1)
