@@ -81,7 +81,7 @@ PAGES = [
     ),
     ("search id", "?q=123456"),
     ("search function name (common)", "?q=function_7"),
-    ("search error text (rare)", "?q=row+999950"),
+    ("search error text (one task)", "?q=%22row+500000+failed%22"),
     ("search no match", "?q=nothing-matches-this"),
     ("task detail page", "{detail}"),
 ]

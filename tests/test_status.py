@@ -14,6 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from taskq.management.commands.taskq_status import CLEAR
 from taskq.models import Status, Worker
 from taskq.status import first_line, format_duration, render_text, take_snapshot
 from tests import processes
@@ -260,19 +261,38 @@ def test_bad_flags_say_what_is_expected(flags: list[str], message: str) -> None:
         call_command("taskq_status", *flags)
 
 
-def test_watch_prints_json_lines_until_ctrl_c(transactional_db: None) -> None:
-    make()
-    out = StringIO()
+class Terminal(StringIO):
+    """Output that says it is a terminal, as a shell's stdout would."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def watch_until_ctrl_c(*flags: str) -> str:
+    out = Terminal()
     # A real SIGINT, delivered to this process's main thread as Ctrl-C would be.
     ctrl_c = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     ctrl_c.start()
     try:
-        call_command("taskq_status", "--watch", "0.05", "--json", stdout=out)
+        call_command("taskq_status", "--watch", "0.05", *flags, stdout=out)
     finally:
         ctrl_c.cancel()
-    frames = [json.loads(line) for line in out.getvalue().splitlines() if line]
+    return out.getvalue()
+
+
+def test_watch_prints_json_lines_until_ctrl_c(transactional_db: None) -> None:
+    make()
+    frames = [json.loads(line) for line in watch_until_ctrl_c("--json").splitlines() if line]
     assert len(frames) >= 2
     assert {frame["totals"]["queued"] for frame in frames} == {1}
+
+
+def test_watch_redraws_in_place_on_a_terminal(transactional_db: None) -> None:
+    make()
+    frames = watch_until_ctrl_c().split(CLEAR)
+    assert frames[0] == ""
+    assert len(frames) >= 3
+    assert all(frame.startswith("taskq status at") for frame in frames[1:])
 
 
 def test_watch_redraws_the_table_until_sigint(transactional_db: None) -> None:
