@@ -171,6 +171,9 @@ class Task(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
+    retried_by = models.CharField(
+        max_length=255, blank=True, editable=False, help_text="Who last retried or re-ran it in the admin."
+    )
 
     objects: ClassVar[TaskQuerySet] = TaskQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -181,6 +184,14 @@ class Task(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="taskq_lease_idx"),
             models.Index(fields=["status", "finished_at"], name="taskq_finished_idx"),
             models.Index(fields=["enqueued_at"], name="taskq_enqueued_idx"),
+            # The admin's filters, each with its newest-first ordering, so a filtered page
+            # and the filter's list of distinct values are index scans at any table size.
+            models.Index(fields=["status", "enqueued_at", "id"], name="taskq_status_enqueued_idx"),
+            models.Index(fields=["queue", "enqueued_at", "id"], name="taskq_queue_enqueued_idx"),
+            models.Index(fields=["path", "enqueued_at", "id"], name="taskq_path_enqueued_idx"),
+            # taskq_status: counts by status and queue, and each queue's oldest due task,
+            # read from the index alone.
+            models.Index(fields=["status", "queue", "run_after"], name="taskq_status_queue_idx"),
         ]
         permissions = [("retry_task", "Can retry and run tasks again")]
 

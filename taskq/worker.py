@@ -121,14 +121,13 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
 
 
 def run_immediately(task: Task) -> Task:
-    """Claim one specific queued task in this thread and run it (immediate mode)."""
-    claimed = Task.objects.filter(pk=task.pk, status=Status.QUEUED).update(
-        status=Status.RUNNING,
-        worker="immediate",
-        attempts=task.attempts + 1,
-        started_at=timezone.now(),
-    )
-    if not claimed:
-        return task
-    task.refresh_from_db()
-    return run_task(task)
+    """Immediate mode: run a committed task now in this thread, and again while a retry is due."""
+    from taskq.immediate import IMMEDIATE, claim, run_claimed  # it imports this module
+
+    # A task enqueued with a delay, or a retry with a backoff, is not due yet: it stays
+    # queued, as it would for a pool, until run_due() or a pool picks it up.
+    while task.run_after <= timezone.now() and claim(task, IMMEDIATE):
+        run_claimed(task)
+        if task.status != Status.QUEUED:
+            break
+    return task
