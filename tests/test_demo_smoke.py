@@ -20,12 +20,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import venv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -35,6 +33,7 @@ from urllib.request import HTTPCookieProcessor, OpenerDirector, Request, build_o
 import environ
 import pytest
 
+from tests.browser.site import StubAPI
 from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -357,49 +356,17 @@ def test_image_serves_the_site_runs_jobs_in_workers_and_stops_on_sigterm(
     assert_stopped_cleanly(server, server.terminate(), database)
 
 
-class HeldAPI:
-    """A third-party API on its own port that answers only once the test releases it."""
-
-    def __init__(self) -> None:
-        self.called = threading.Event()
-        self.release = threading.Event()
-        held = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                held.called.set()
-                held.release.wait(30)
-                body = json.dumps({"http_status": 200, "response_ms": 1}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="held-api", daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-
-    def close(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(10)
-
-
 @pytest.fixture
-def held_api() -> Iterator[HeldAPI]:
-    api = HeldAPI()
+def held_api() -> Iterator[StubAPI]:
+    api = StubAPI()
+    api.body = json.dumps({"http_status": 200, "response_ms": 1}).encode()
+    api.hang.set()
     yield api
     api.close()
 
 
 def test_sigterm_lets_a_running_task_finish_within_the_grace(
-    start: Callable[..., Server], database: ServerDatabase, held_api: HeldAPI
+    start: Callable[..., Server], database: ServerDatabase, held_api: StubAPI
 ) -> None:
     server = start(THIRD_PARTY_API_URL=held_api.url)
     job_id = server.submit("https://example.org/", latency=0)

@@ -6,7 +6,10 @@ through the live server over real HTTP. Import the fixtures into a test module t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from django.contrib import admin
@@ -39,3 +42,43 @@ def task_admin_registered() -> bool:
     from taskq.models import Task
 
     return admin.site.is_registered(Task)
+
+
+class StubAPI:
+    """A third-party API on a free port: the test picks its answer, and can hold it back."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = b"{}"
+        self.called = threading.Event()
+        self.hang = threading.Event()
+        self.release = threading.Event()
+        self.paths: list[str] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                stub.paths.append(self.path)
+                stub.called.set()
+                if stub.hang.is_set():
+                    stub.release.wait(10)
+                self.send_response(stub.status)
+                self.send_header("Content-Length", str(len(stub.body)))
+                self.end_headers()
+                self.wfile.write(stub.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.05,), name="stub-api", daemon=True
+        )
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/"
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
