@@ -28,21 +28,28 @@ ensure_system_packages() {
   fi
 }
 
+# TASKQ_VENV (default .venv) names the virtualenv, TASKQ_PYTHON the interpreter that makes it,
+# and TASKQ_DJANGO a Django version to install over the pinned one (CI's Django 6 run).
+VENV="${TASKQ_VENV:-.venv}"
+
 ensure_venv() {
-  local requirements="$1" stamp=".venv/.installed-$(basename "$1")"
+  local requirements="$1" stamp="$VENV/.installed-$(basename "$1")"
   local python="${TASKQ_PYTHON:-}"
   [ -n "$python" ] || python=$(find_python)
-  if [ ! -x .venv/bin/python ]; then
-    "$python" -m venv .venv
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$python" -m venv "$VENV"
   fi
-  # Reinstall only when a requirements file changed since the last install.
+  # Reinstall only when a requirements file (or the Django override) changed since the last install.
   local digest
-  digest=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
+  digest=$( (cat requirements*.txt; echo "${TASKQ_DJANGO:-}") | sha256sum | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     ensure_system_packages
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r "$requirements"
-    .venv/bin/python -m pip install -q --no-deps -e .
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -r "$requirements"
+    if [ -n "${TASKQ_DJANGO:-}" ]; then
+      "$VENV/bin/python" -m pip install -q "Django==$TASKQ_DJANGO"
+    fi
+    "$VENV/bin/python" -m pip install -q --no-deps -e .
     echo "$digest" > "$stamp"
   fi
 }

@@ -51,19 +51,24 @@ def decide(argv: Sequence[str], environ: dict[str, str] | os._Environ[str], forc
         # The autoreloader's parent, migrate, shell, test, taskq_worker (which runs its
         # own pool in the foreground) and every other command.
         return Mode.OFF
-    if "pytest" in program or "pytest" in sys.modules:
-        return Mode.OFF
     if program in EAGER_SERVERS:
         return Mode.EAGER
     if program in PREFORK_SERVERS or "uwsgi" in sys.modules:
         return Mode.LAZY
+    if "pytest" in program or "pytest" in sys.modules:
+        return Mode.OFF
+    # Something else serves requests (mod_wsgi, a custom WSGI host): start when one arrives.
     return Mode.LAZY
 
 
-def arm() -> Mode:
+def arm(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Mode:
     """Called from AppConfig.ready(): start the pool or wait for a request, as decide() says."""
     _install_hooks()
-    mode = decide(sys.argv, os.environ, settings.autostart)
+    mode = decide(
+        sys.argv if argv is None else argv,
+        os.environ if environ is None else environ,
+        settings.autostart,
+    )
     if mode is Mode.EAGER:
         start()
     elif mode is Mode.LAZY:

@@ -46,3 +46,34 @@ def other_sessions() -> int | None:
             return None
         row = cursor.fetchone()
     return int(row[0])
+
+
+def database_url() -> str:
+    """A DATABASE_URL naming the test database, for child processes to share it."""
+    cfg = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{cfg['NAME']}"
+    scheme = "postgres" if connection.vendor == "postgresql" else "mysql"
+    user = cfg.get("USER") or ""
+    password = f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else ""
+    host = cfg.get("HOST") or "127.0.0.1"
+    port = f":{cfg['PORT']}" if cfg.get("PORT") else ""
+    return f"{scheme}://{user}{password}@{host}{port}/{cfg['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a ``manage.py`` child that uses the test settings and test database."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=database_url(),
+        PYTHONPATH=str(root),
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("COVERAGE_PROCESS_START", None)
+    env.update(extra)
+    return env

@@ -51,7 +51,7 @@ TEMPLATES = [
 STATIC_URL = "static/"
 
 _default = environ.Env().db_url_config(
-    os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / '.test-db.sqlite3'}")
+    os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / '.test-db.sqlite3'}"
 )
 # Threads share the test database, so SQLite's test database must be a file, not memory.
 if _default["ENGINE"] == "django.db.backends.sqlite3":
