@@ -16,11 +16,11 @@ from demo_site.linkcheck.forms import MAX_LINKS
 from demo_site.linkcheck.tasks import check_link
 from taskq import enqueue
 from taskq.models import Task
-from tests.browser.site import StubAPI, demo_app, demo_site
+from tests.browser.site import StubAPI, demo_app, demo_live, demo_site
 from tests.helpers import wait_until
 from tests.testapp import tasks as testapp_tasks
 
-__all__ = ["demo_app", "demo_site"]  # fixtures, imported so pytest finds them here
+__all__ = ["demo_app", "demo_live", "demo_site"]  # fixtures, imported so pytest finds them here
 
 
 # The fake API ------------------------------------------------------------------

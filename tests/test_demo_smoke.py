@@ -149,7 +149,7 @@ class ServerDatabase:
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[ServerDatabase]:
-    url = os.environ.get("DATABASE_URL", "sqlite:///unused")
+    url = os.environ.get("DATABASE_URL") or "sqlite:///unused"
     db = ServerDatabase(url, tmp_path)
     db.create()
     yield db

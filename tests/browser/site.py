@@ -6,13 +6,16 @@ through the live server over real HTTP. Import the fixtures into a test module t
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from django.contrib import admin
+from django.urls import clear_url_caches
 from pytest_django import Settings
 from pytest_django.live_server_helper import LiveServer
 
@@ -30,18 +33,43 @@ def demo_app(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def demo_site(demo_app: Settings, live_server: LiveServer, make_pool: Callable[..., Pool]) -> str:
-    """The demo site on the live server, its tasks run by a real pool; returns its base URL."""
+def demo_live(demo_app: Settings, live_server: LiveServer, transactional_db: None) -> str:
+    """The demo site on the live server, calling its own fake API; returns its base URL."""
     demo_app.THIRD_PARTY_API_URL = f"{live_server.url}/fake-api/"
-    make_pool(workers=2)
     return live_server.url
 
 
-def task_admin_registered() -> bool:
-    """Whether the Task changelist exists yet (taskq/admin.py comes with the operations work)."""
+@pytest.fixture
+def demo_site(demo_live: str, make_pool: Callable[..., Pool]) -> str:
+    """The live demo site with a real pool running its tasks; returns its base URL."""
+    make_pool(workers=2)
+    return demo_live
+
+
+@pytest.fixture
+def task_changelist(demo_app: Settings) -> Iterator[str]:
+    """Make sure /admin/taskq/task/ exists and return its path.
+
+    taskq's own admin (taskq/admin.py) registers Task; until a checkout has it, a plain
+    ModelAdmin stands in for the test's duration, so the changelist is there either way.
+    """
     from taskq.models import Task
 
-    return admin.site.is_registered(Task)
+    stand_in = not admin.site.is_registered(Task)
+    if stand_in:
+        admin.site.register(Task)
+        _rebuild_urls()
+    yield "/admin/taskq/task/"
+    if stand_in:
+        admin.site.unregister(Task)
+        _rebuild_urls()
+
+
+def _rebuild_urls() -> None:
+    # admin.site.urls is computed when the URLconf is imported; import it again.
+    if "demo_site.urls" in sys.modules:
+        importlib.reload(sys.modules["demo_site.urls"])
+    clear_url_caches()
 
 
 class StubAPI:
