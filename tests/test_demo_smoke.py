@@ -24,6 +24,7 @@ import venv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -48,6 +49,7 @@ class Image:
     manage_runs: list[str] = field(default_factory=list)
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
+    healthcheck: list[str] = field(default_factory=list)
 
     def command(self) -> list[str]:
         """ENTRYPOINT + CMD, with paths in the image's WORKDIR mapped onto this checkout."""
@@ -73,6 +75,8 @@ def read_dockerfile() -> Image:
             image.manage_runs.append(rest)
         elif instruction in ("ENTRYPOINT", "CMD"):
             setattr(image, instruction.lower(), json.loads(rest))  # exec form is JSON
+        elif instruction == "HEALTHCHECK" and " CMD " in f" {rest}":
+            image.healthcheck = json.loads(f" {rest}".split(" CMD ", 1)[1])
     return image
 
 
@@ -251,11 +255,13 @@ class Server:
     """The image's ENTRYPOINT + CMD as a subprocess: migrate, then gunicorn."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.image = read_dockerfile()
         self.log_path = log_path
         self.client = Client(f"http://127.0.0.1:{env['PORT']}")
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                read_dockerfile().command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+                self.image.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         wait_until(self._up, timeout=90, interval=0.2)
 
@@ -352,6 +358,13 @@ def test_image_serves_the_site_runs_jobs_in_workers_and_stops_on_sigterm(
     worker_pid = int(job["worker"].split(":")[1])
     assert worker_pid in server.worker_pids()
     assert worker_pid != server.process.pid
+
+    # The HEALTHCHECK, run as Docker would, inside the container's environment.
+    if find_spec("taskq.management.commands.taskq_status") is not None:
+        health = subprocess.run(
+            server.image.healthcheck, cwd=REPO, env=server.env, capture_output=True, timeout=60
+        )
+        assert health.returncode == 0, health.stdout + health.stderr
 
     assert_stopped_cleanly(server, server.terminate(), database)
 
