@@ -104,6 +104,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# Unset: taskq decides from the server it runs in; false: only `manage.py taskq_worker` runs tasks.
+TASKQ_AUTOSTART = env.bool("TASKQ_AUTOSTART", default=None)
 TASKQ_WORKERS = env.int("TASKQ_WORKERS", default=4)
 TASKQ_SHUTDOWN_GRACE = env.float("TASKQ_SHUTDOWN_GRACE", default=10.0)
 

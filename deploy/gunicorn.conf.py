@@ -38,8 +38,11 @@ errorlog = "-"
 def post_worker_init(worker: Any) -> None:
     """Start this worker's pool now rather than at its first request, so a backlog drains at once."""
     from taskq import process
+    from taskq.conf import settings
 
-    process.start()
+    # TASKQ_AUTOSTART=false leaves the tasks to `manage.py taskq_worker` processes.
+    if settings.autostart is not False:
+        process.start()
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -12,8 +12,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pytest_django import Settings
 
 from taskq import process
 from tests.helpers import taskq_threads, wait_until
@@ -71,8 +73,12 @@ def test_requirements_are_pinned() -> None:
                 assert re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[\w.]+", line), f"{name}: {line}"
 
 
+def gunicorn_config() -> dict[str, Any]:
+    return runpy.run_path(str(REPO / "deploy" / "gunicorn.conf.py"))
+
+
 def test_the_gunicorn_hooks_start_and_stop_the_workers_pool(transactional_db: None) -> None:
-    config = runpy.run_path(str(REPO / "deploy" / "gunicorn.conf.py"))
+    config = gunicorn_config()
     assert config["worker_class"] == "gthread"
     assert config["wsgi_app"] == "demo_site.wsgi:application"
     try:
@@ -84,3 +90,9 @@ def test_the_gunicorn_hooks_start_and_stop_the_workers_pool(transactional_db: No
         config["worker_exit"](None, None)
     assert process.get_pool() is None
     wait_until(lambda: not taskq_threads(), timeout=15)
+
+
+def test_no_pool_in_the_workers_when_autostart_is_off(settings: Settings) -> None:
+    settings.TASKQ_AUTOSTART = False
+    gunicorn_config()["post_worker_init"](None)
+    assert process.get_pool() is None
