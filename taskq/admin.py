@@ -297,8 +297,13 @@ class TaskAdmin(TaskModelAdmin):
         """Whether the user may run tasks again (Retry and Run again): taskq.retry_task."""
         return request.user.has_perm(f"{self.opts.app_label}.retry_task")
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 passes where the actions will show (change list or change form) and
+        # warns about overrides without the argument; Django 5.2 has no such argument.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location)  # type: ignore[call-arg]
         # It lists every object before deleting; prune() removes old tasks in batches.
         actions.pop("delete_selected", None)
         return actions
