@@ -1,8 +1,11 @@
 """URLs of the demo site."""
 
+from __future__ import annotations
+
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("demo_site.linkcheck.urls")),
 ]

@@ -368,7 +368,9 @@ class TaskAdmin(TaskModelAdmin):
         )
         if count:
             transaction.on_commit(process.notify)
-            self.message_user(request, f"Queued {count} task(s) again with a fresh attempt budget.")
+            self.message_user(
+                request, f"Queued {count} task(s) again with a fresh attempt budget.", messages.SUCCESS
+            )
         else:
             self.message_user(request, "Only failed or cancelled tasks can be retried.", messages.WARNING)
 
@@ -382,7 +384,7 @@ class TaskAdmin(TaskModelAdmin):
             cancel_requested=True
         )
         if cancelled:
-            self.message_user(request, f"Cancelled {cancelled} queued task(s).")
+            self.message_user(request, f"Cancelled {cancelled} queued task(s).", messages.SUCCESS)
         if stopping:
             self.message_user(
                 request,
@@ -433,7 +435,9 @@ class TaskAdmin(TaskModelAdmin):
         for copy in copies:
             task_enqueued.send(sender=Task, task=copy)
         transaction.on_commit(process.notify)
-        self.message_user(request, f"Queued {len(copies)} new task(s) copied from the selection.")
+        self.message_user(
+            request, f"Queued {len(copies)} new task(s) copied from the selection.", messages.SUCCESS
+        )
 
 
 @admin.register(Worker)

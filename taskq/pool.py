@@ -170,7 +170,7 @@ class Pool:
         entry = _Running(task, me, deadline)
         with self._lock:
             self._running[task.pk] = entry
-        close_old_connections()
+        self._tidy_connections()
         try:
             run_task(task, entry.cancel)
         except Exception:
@@ -178,7 +178,7 @@ class Pool:
             # it did so. The lease will lapse and recovery will requeue the task.
             logger.exception("task=%s event=record_failed", task.pk)
         finally:
-            close_old_connections()
+            self._tidy_connections()
             with self._lock:
                 # An abandoned attempt can return after the pool claimed the same task
                 # again; the entry under its pk is then the new attempt's, not ours.
@@ -195,9 +195,18 @@ class Pool:
         except Exception:
             logger.exception("pool=%s event=release_failed tasks=%s", self.name, len(tasks))
         finally:
-            close_old_connections()
+            self._tidy_connections()
             with self._lock:
                 self._busy -= len(tasks)
+
+    def _tidy_connections(self) -> None:
+        """Close this thread's expired or broken connections, never letting a failure end the thread."""
+        try:
+            close_old_connections()
+        except Exception:
+            # Closing a connection the server already dropped can raise; the next query
+            # reconnects anyway, so log it and carry on rather than lose the thread.
+            logger.exception("pool=%s event=close_failed", self.name)
 
     # Dispatcher ------------------------------------------------------------
 
@@ -218,12 +227,12 @@ class Pool:
                     error_backoff = ERROR_BACKOFF_MIN
                 except Exception:
                     logger.exception("pool=%s event=dispatch_error backoff=%.1f", self.name, error_backoff)
-                    close_old_connections()
+                    self._tidy_connections()
                     self._stopping.wait(error_backoff)
                     error_backoff = min(error_backoff * 2, ERROR_BACKOFF_MAX)
                     continue
                 finally:
-                    close_old_connections()
+                    self._tidy_connections()
                 if not full:
                     self._wake.wait(self._next_wait(next_housekeeping))
         finally:

@@ -298,7 +298,7 @@ def test_retry_queues_failed_and_cancelled_tasks_with_a_fresh_budget_and_says_wh
 
     html = act(login("view_task", "retry_task"), "retry", failed, cancelled, done)
 
-    assert "Queued 2 task(s) again" in html
+    assert '<li class="success">Queued 2 task(s) again' in html
     for task in (failed, cancelled):
         task.refresh_from_db()
         assert (task.status, task.attempts, task.retried_by) == (

@@ -1,0 +1,58 @@
+"""The demo's pages: the form, a job's live page, and the JSON they poll."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from demo_site.linkcheck import jobs
+from demo_site.linkcheck.conf import settings
+from demo_site.linkcheck.forms import CheckForm
+from demo_site.linkcheck.tasks import check_link
+from taskq import enqueue
+
+
+@require_http_methods(["GET", "POST"])
+def home(request: HttpRequest) -> HttpResponse:
+    """Show the form and the recent jobs; on a valid POST, enqueue one job per link."""
+    form = CheckForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        # One transaction: either every job is stored or none is, and the pool is
+        # woken only once they are committed.
+        with transaction.atomic():
+            created = [enqueue(check_link, url, **form.simulation()) for url in form.cleaned_data["urls"]]
+        if len(created) == 1:
+            return redirect("linkcheck:job", pk=created[0].pk)
+        messages.success(request, f"Checking {len(created)} links.")
+        return redirect("linkcheck:home")
+    return render(
+        request,
+        "linkcheck/home.html",
+        {"form": form, "jobs": [jobs.describe(job) for job in jobs.recent()], "fake_api": settings.fake_api},
+    )
+
+
+@require_GET
+def job(request: HttpRequest, pk: int) -> HttpResponse:
+    """One job's page; its script keeps it up to date until the job finishes."""
+    described = jobs.describe(jobs.get(pk))
+    result = described["result"]
+    result_json = "" if result is None else json.dumps(result, indent=2)
+    return render(request, "linkcheck/job.html", {"job": described, "result_json": result_json})
+
+
+@require_GET
+def job_status(request: HttpRequest, pk: int) -> JsonResponse:
+    """One job as JSON, polled by the job page."""
+    return JsonResponse(jobs.describe(jobs.get(pk)))
+
+
+@require_GET
+def recent_status(request: HttpRequest) -> JsonResponse:
+    """The recent jobs as JSON, polled by the home page while any is unfinished."""
+    return JsonResponse({"jobs": [jobs.describe(job) for job in jobs.recent()]})

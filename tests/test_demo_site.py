@@ -1,0 +1,279 @@
+"""The demo site in process: its fake API, its API client, its form and pages, and its task
+run by a real pool against the fake API over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+from pytest_django import Settings
+
+from demo_site.linkcheck import api, jobs
+from demo_site.linkcheck.forms import MAX_LINKS
+from demo_site.linkcheck.tasks import check_link
+from taskq import enqueue
+from taskq.models import Task
+from tests.browser.site import StubAPI, demo_app, demo_live, demo_site
+from tests.helpers import wait_until
+from tests.testapp import tasks as testapp_tasks
+
+__all__ = ["demo_app", "demo_live", "demo_site"]  # fixtures, imported so pytest finds them here
+
+
+# The fake API ------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("demo_app")
+class TestFakeAPI:
+    def get(self, client: Client, **query: Any) -> tuple[int, dict[str, Any]]:
+        response = client.get("/fake-api/check", query)
+        return response.status_code, response.json()
+
+    def test_reports_on_a_link(self, client: Client) -> None:
+        status, body = self.get(client, url="https://example.com/a", latency=0, failure_rate=0)
+        assert status == 200
+        assert body["url"] == "https://example.com/a"
+        assert body["http_status"] == 200
+        assert 40 <= body["response_ms"] < 940
+        # Made up, but the same link always gets the same report.
+        assert self.get(client, url="https://example.com/a")[1]["response_ms"] == body["response_ms"]
+
+    def test_a_missing_page_is_reported_as_404(self, client: Client) -> None:
+        assert self.get(client, url="https://example.com/missing")[1]["http_status"] == 404
+
+    def test_fails_at_its_failure_rate(self, client: Client, demo_app: Settings) -> None:
+        assert self.get(client, url="https://example.com/", failure_rate=1) == (
+            503,
+            {"error": "simulated outage (failure rate 100%)"},
+        )
+        demo_app.FAKE_API_FAILURE_RATE = 1.0
+        assert self.get(client, url="https://example.com/")[0] == 503
+
+    def test_refuses_hosts_that_cannot_resolve(self, client: Client) -> None:
+        assert self.get(client, url="http://nowhere.invalid:8080/x") == (
+            422,
+            {"error": "cannot resolve host nowhere.invalid"},
+        )
+
+    @pytest.mark.parametrize(
+        ("query", "error"),
+        [
+            ({"url": "ftp://example.com/"}, "not an http(s) URL: 'ftp://example.com/'"),
+            ({}, "not an http(s) URL: ''"),
+            ({"url": "https://example.com/", "latency": "soon"}, "latency must be a number, not 'soon'"),
+            ({"url": "https://example.com/", "latency": "31"}, "latency must be between 0 and 30, not 31"),
+            (
+                {"url": "https://example.com/", "failure_rate": "-1"},
+                "failure_rate must be between 0 and 1, not -1",
+            ),
+        ],
+    )
+    def test_bad_queries_get_400(self, client: Client, query: dict[str, str], error: str) -> None:
+        assert self.get(client, **query) == (400, {"error": error})
+
+    def test_only_answers_get(self, client: Client) -> None:
+        assert client.post("/fake-api/check", {"url": "https://example.com/"}).status_code == 405
+
+    def test_is_gone_when_switched_off(self, client: Client, demo_app: Settings) -> None:
+        demo_app.FAKE_API = False
+        assert client.get("/fake-api/check", {"url": "https://example.com/"}).status_code == 404
+
+
+# The API client, against small real servers ---------------------------------------
+
+
+@pytest.fixture
+def stub(settings: Settings) -> Iterator[StubAPI]:
+    server = StubAPI()
+    settings.THIRD_PARTY_API_URL = server.url
+    settings.THIRD_PARTY_API_TIMEOUT = 0.3
+    yield server
+    server.close()
+
+
+class TestClient:
+    def test_returns_the_answer_and_sends_the_knobs(self, stub: StubAPI) -> None:
+        stub.body = b'{"http_status": 200}'
+        assert api.check("https://example.com/?a=1", latency=0.5, failure_rate=0.25) == {"http_status": 200}
+        assert stub.paths == [
+            "/v1/check?url=https%3A%2F%2Fexample.com%2F%3Fa%3D1&latency=0.5&failure_rate=0.25"
+        ]
+
+    def test_leaves_out_knobs_not_given(self, stub: StubAPI) -> None:
+        api.check("https://example.com/")
+        assert stub.paths == ["/v1/check?url=https%3A%2F%2Fexample.com%2F"]
+
+    @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+    def test_transient_statuses_are_unavailable(self, stub: StubAPI, status: int) -> None:
+        stub.status, stub.body = status, b'{"error": "busy"}'
+        with pytest.raises(api.ApiUnavailable, match=f"the API answered HTTP {status}: busy"):
+            api.check("https://example.com/")
+
+    def test_other_client_errors_are_rejections(self, stub: StubAPI) -> None:
+        stub.status, stub.body = 422, b"not json"
+        with pytest.raises(api.ApiRejected, match="the API answered HTTP 422: Unprocessable Entity"):
+            api.check("https://example.com/")
+
+    def test_an_answer_that_is_not_json(self, stub: StubAPI) -> None:
+        stub.body = b"<html>"
+        with pytest.raises(api.ApiUnavailable, match="the API's answer is not JSON"):
+            api.check("https://example.com/")
+
+    def test_a_hung_api_times_out(self, stub: StubAPI) -> None:
+        stub.hang.set()
+        with pytest.raises(api.ApiUnavailable, match=r"no answer within 0\.3s"):
+            api.check("https://example.com/")
+
+    def test_an_unreachable_api(self, stub: StubAPI) -> None:
+        stub.close()  # nothing listens on its port any more
+        with pytest.raises(api.ApiUnavailable, match="cannot reach the API"):
+            api.check("https://example.com/")
+
+
+# The form and the pages ------------------------------------------------------------
+
+
+TOO_MANY = "\n".join(f"https://e.example/{i}" for i in range(MAX_LINKS + 1))
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("demo_app")
+class TestPages:
+    def test_home_shows_the_form_with_the_fake_apis_knobs(self, client: Client) -> None:
+        page = client.get("/").content.decode()
+        assert 'id="check-form"' in page
+        assert 'name="failure_rate"' in page
+        assert 'placeholder="0%"' in page
+        assert 'href="/admin/taskq/task/"' in page
+
+    def test_no_knobs_for_a_real_api(self, client: Client, demo_app: Settings) -> None:
+        demo_app.FAKE_API = False
+        page = client.get("/").content.decode()
+        assert 'name="urls"' in page
+        assert 'name="latency"' not in page
+
+    @pytest.mark.parametrize(
+        ("links", "error"),
+        [
+            ("  \n ", "This field is required."),
+            (
+                "https://ok.example/\nmailto:x@e.example\ne.example",
+                "Not an http(s) link: mailto:x@e.example, e.example",
+            ),
+            (TOO_MANY, f"Check at most {MAX_LINKS} links at a time, not {MAX_LINKS + 1}."),
+        ],
+    )
+    def test_bad_links_are_refused_and_nothing_is_queued(
+        self, client: Client, links: str, error: str
+    ) -> None:
+        response = client.post("/", {"urls": links})
+        assert response.status_code == 200
+        assert error in response.content.decode()
+        assert not Task.objects.exists()
+
+    def test_one_link_queues_one_job_and_opens_its_page(self, client: Client) -> None:
+        response = client.post(
+            "/", {"urls": " https://example.com/ \n", "latency": "0.5", "failure_rate": "20"}
+        )
+        job = Task.objects.get()
+        assert response.status_code == 302
+        assert response["Location"] == f"/jobs/{job.pk}/"
+        assert (job.path, job.args, job.kwargs) == (
+            jobs.PATH,
+            ["https://example.com/"],
+            {"latency": 0.5, "failure_rate": 0.2},
+        )
+        assert job.max_attempts == 3
+
+    def test_several_links_queue_one_job_each_and_show_the_list(self, client: Client) -> None:
+        links = "https://a.example/\nhttps://b.example/\nhttps://a.example/"
+        response = client.post("/", {"urls": links}, follow=True)
+        assert response.redirect_chain == [("/", 302)]
+        assert [t.args for t in Task.objects.order_by("pk")] == [
+            ["https://a.example/"],
+            ["https://b.example/"],
+        ]
+        assert all(t.kwargs == {} for t in Task.objects.all())  # empty knobs: the site's defaults
+        page = response.content.decode()
+        assert "Checking 2 links." in page
+        assert page.count('data-field="status_label" data-status="queued"') == 2
+
+    def test_a_job_page_and_its_json(self, client: Client) -> None:
+        job = enqueue(check_link, "https://example.com/")
+        page = client.get(f"/jobs/{job.pk}/").content.decode()
+        assert f'data-poll="/jobs/{job.pk}.json"' in page
+        assert "https://example.com/" in page
+        data = client.get(f"/jobs/{job.pk}.json").json()
+        assert data["status"] == "queued"
+        assert data["finished"] is False
+        assert data["attempts"] == 0
+        assert data["max_attempts"] == 3
+
+    def test_the_recent_jobs_json(self, client: Client) -> None:
+        first = enqueue(check_link, "https://a.example/")
+        second = enqueue(check_link, "https://b.example/")
+        data = client.get("/jobs.json").json()
+        assert [j["id"] for j in data["jobs"]] == [second.pk, first.pk]
+
+    def test_other_tasks_are_not_jobs(self, client: Client) -> None:
+        other = enqueue(testapp_tasks.add, 1, 2)
+        assert client.get(f"/jobs/{other.pk}/").status_code == 404
+        assert client.get(f"/jobs/{other.pk}.json").status_code == 404
+        assert client.get("/jobs.json").json() == {"jobs": []}
+
+
+def test_describe_a_job_that_succeeded_after_a_failed_attempt() -> None:
+    job = Task(
+        pk=7, path=jobs.PATH, args=["https://x.example/"], status="succeeded", attempts=2, max_attempts=3
+    )
+    job.result = {"http_status": 404, "response_ms": 120}
+    job.error = "ApiUnavailable: the API answered HTTP 503: busy\nmore"
+    described = jobs.describe(job)
+    assert described["summary"] == "HTTP 404 in 120 ms"
+    assert described["error"] == "ApiUnavailable: the API answered HTTP 503: busy"  # the last attempt's
+    assert described["finished"] is True
+    job.result = None
+    assert jobs.summary(job) == "ApiUnavailable: the API answered HTTP 503: busy"
+
+
+# The task, run by a real pool, calling the fake API over HTTP ----------------------
+
+
+def finished(job: Task) -> Task | None:
+    job.refresh_from_db()
+    return job if job.finished_at is not None else None
+
+
+@pytest.mark.usefixtures("demo_site")
+class TestJobs:
+    def test_a_job_succeeds_with_the_apis_report(self) -> None:
+        job = enqueue(check_link, "https://example.com/")
+        wait_until(lambda: finished(job))
+        assert job.status == "succeeded"
+        assert job.attempts == 1
+        assert isinstance(job.result, dict)
+        assert (job.result["url"], job.result["http_status"]) == ("https://example.com/", 200)
+
+    def test_an_outage_is_retried_then_fails_with_its_error(self) -> None:
+        job = enqueue(check_link, "https://example.com/", failure_rate=1.0)
+        wait_until(lambda: finished(job))
+        assert job.status == "failed"
+        assert job.attempts == 3
+        assert job.error == "ApiUnavailable: the API answered HTTP 503: simulated outage (failure rate 100%)"
+
+    def test_a_refusal_fails_at_once(self) -> None:
+        job = enqueue(check_link, "https://nowhere.invalid/")
+        wait_until(lambda: finished(job))
+        assert job.status == "failed"
+        assert job.attempts == 1
+        assert job.error == "GiveUp: the API answered HTTP 422: cannot resolve host nowhere.invalid"
+
+    def test_the_form_to_the_finished_json(self, client: Client) -> None:
+        location = client.post("/", {"urls": "https://example.com/missing", "latency": "0"})["Location"]
+        data = wait_until(lambda: (d := client.get(location.rstrip("/") + ".json").json())["finished"] and d)
+        assert data["status"] == "succeeded"
+        assert data["summary"].startswith("HTTP 404 in ")
+        assert json.dumps(data["result"])  # plain JSON for the page's script
