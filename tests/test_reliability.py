@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from taskq import Retry, enqueue, options
-from taskq.models import Status, Task
+from taskq.models import Status, Task, Worker
 from taskq.pool import Pool
 from taskq.worker import backoff, run_task
 from tests.helpers import wait_until
@@ -44,8 +44,6 @@ def wait_for_status(task: Task, *statuses: str, timeout: float = 20.0) -> Task:
 
 def heartbeats(pool: Pool, rounds: int = 2) -> None:
     """Wait until ``pool`` has completed ``rounds`` more housekeeping rounds."""
-    from taskq.models import Worker
-
     seen: list[dt.datetime] = []
 
     def beat() -> bool:

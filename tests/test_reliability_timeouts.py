@@ -111,3 +111,21 @@ def test_past_the_cap_hung_threads_are_not_replaced_until_they_return(
     assert threads_of(pool) == 1
     live = [t for t in pool._runners if t.is_alive()]
     assert len(live) == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_abandoned_thread_that_ends_in_system_exit_does_not_cost_a_second_slot(
+    settings: Any, make_pool: Any
+) -> None:
+    settings.TASKQ_LEASE_SECONDS = 0.4  # heartbeats every 0.1 s report the thread count
+    pool = make_pool(workers=1)
+    task = wait_for_status(
+        options(timeout=0.2, max_attempts=1).enqueue(tasks.block_then_exit, "x"), Status.FAILED
+    )
+    assert task.error.startswith("TaskTimeout")
+    tasks.event("x").set()
+    wait_until(lambda: pool.abandoned_threads == 0)
+    # Its slot was refilled when it timed out; its exit must neither empty nor refill it again.
+    assert threads_of(pool) == 1
+    assert len([t for t in pool._runners if t.is_alive()]) == 1
+    assert wait_for_status(enqueue(tasks.add, 1, 1), Status.SUCCEEDED).result == 2

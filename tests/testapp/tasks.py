@@ -193,3 +193,10 @@ def hold_session(name: str, timeout: float = 30.0) -> int:
     event(f"{name}:started").set()
     event(name).wait(timeout)
     return context.attempt
+
+
+def block_then_exit(name: str, timeout: float = 30.0) -> None:
+    """Hang until released, then call sys.exit(): a hung call whose library gives up hard."""
+    event(f"{name}:started").set()
+    event(name).wait(timeout)
+    raise SystemExit(0)
