@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import threading
 from datetime import datetime, timedelta
 from io import StringIO
 from typing import Any
@@ -268,15 +266,28 @@ class Terminal(StringIO):
         return True
 
 
+class CtrlCAfterFrames(Terminal):
+    """A terminal whose user presses Ctrl-C once a few frames have been drawn."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__()
+        self.frames_left = frames
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if text.strip():
+            self.frames_left -= 1
+            if self.frames_left == 0:
+                # A real SIGINT to this process's main thread. Sending it here, between
+                # frames, rather than from a timer keeps it from landing mid-query, which
+                # would leave the test's own database connection unusable.
+                signal.raise_signal(signal.SIGINT)
+        return written
+
+
 def watch_until_ctrl_c(*flags: str) -> str:
-    out = Terminal()
-    # A real SIGINT, delivered to this process's main thread as Ctrl-C would be.
-    ctrl_c = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    ctrl_c.start()
-    try:
-        call_command("taskq_status", "--watch", "0.05", *flags, stdout=out)
-    finally:
-        ctrl_c.cancel()
+    out = CtrlCAfterFrames(3)
+    call_command("taskq_status", "--watch", "0.05", *flags, stdout=out)
     return out.getvalue()
 
 
