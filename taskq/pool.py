@@ -63,6 +63,9 @@ class Pool:
         self._busy = 0  # claimed and not yet finished: in the inbox or running
         self._capacity = 0  # live runner threads that have not been abandoned
         self._dispatcher: threading.Thread | None = None
+        # Held while the dispatcher talks to the database, so a fork can wait for it to
+        # finish: a child must never inherit a driver lock taken mid-call.
+        self._talking = threading.Lock()
         self._last_prune: float | None = None  # monotonic time of the last prune; None: never
 
     # Lifecycle -------------------------------------------------------------
@@ -217,26 +220,37 @@ class Pool:
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                full = False
-                try:
-                    if time.monotonic() >= next_housekeeping:
-                        self._housekeep()
-                        next_housekeeping = time.monotonic() + settings.heartbeat_interval
-                    self._expire_timeouts()
-                    full = self._claim()
-                    error_backoff = ERROR_BACKOFF_MIN
-                except Exception:
-                    logger.exception("pool=%s event=dispatch_error backoff=%.1f", self.name, error_backoff)
-                    self._tidy_connections()
+                full = failed = False
+                with self._talking:
+                    try:
+                        if time.monotonic() >= next_housekeeping:
+                            self._housekeep()
+                            next_housekeeping = time.monotonic() + settings.heartbeat_interval
+                        self._expire_timeouts()
+                        full = self._claim()
+                        error_backoff = ERROR_BACKOFF_MIN
+                    except Exception:
+                        logger.exception(
+                            "pool=%s event=dispatch_error backoff=%.1f", self.name, error_backoff
+                        )
+                        failed = True
+                    finally:
+                        self._tidy_connections()
+                if failed:
                     self._stopping.wait(error_backoff)
                     error_backoff = min(error_backoff * 2, ERROR_BACKOFF_MAX)
-                    continue
-                finally:
-                    self._tidy_connections()
-                if not full:
+                elif not full:
                     self._wake.wait(self._next_wait(next_housekeeping))
         finally:
             self._shutdown()
+
+    def hold_for_fork(self, timeout: float = 5.0) -> bool:
+        """Wait until the dispatcher is between database calls and keep it there; True if held."""
+        return self._talking.acquire(timeout=timeout)
+
+    def release_after_fork(self) -> None:
+        """Let the dispatcher talk to the database again after hold_for_fork()."""
+        self._talking.release()
 
     def _claim(self) -> bool:
         """Claim as many due tasks as there are free threads; True if every slot was filled."""

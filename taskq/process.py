@@ -22,6 +22,7 @@ _lock = threading.Lock()
 _pool: Any = None  # taskq.pool.Pool; imported lazily because it needs the models
 _pid: int | None = None
 _hooks_installed = False
+_held: Any = None  # the pool whose dispatcher is held still across a fork in progress
 # Connections inherited across a fork are parked here, never closed: closing one would
 # end the parent's session on the shared socket.
 _inherited: list[Any] = []
@@ -114,8 +115,22 @@ def notify() -> None:
         pool.notify()
 
 
+def _before_fork() -> None:
+    global _held
+    pool = get_pool()
+    _held = pool if pool is not None and pool.hold_for_fork() else None
+
+
+def _after_fork_in_parent() -> None:
+    global _held
+    if _held is not None:
+        _held.release_after_fork()
+        _held = None
+
+
 def _after_fork_in_child() -> None:
-    global _pool, _pid
+    global _pool, _pid, _held
+    _held = None
     # The parent's threads do not exist here; forget its pool and its connections.
     was_running = _pool is not None and _pid is not None
     _pool, _pid = None, None
@@ -132,5 +147,7 @@ def _install_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
     atexit.register(stop)

@@ -14,6 +14,7 @@ from django.test import Client
 
 from taskq import enqueue, process
 from taskq.models import Task, Worker
+from taskq.pool import Pool
 from taskq.process import Mode, decide
 from tests.helpers import wait_until
 from tests.testapp import tasks
@@ -150,3 +151,25 @@ def test_a_forked_child_gets_a_fresh_pool_and_never_inherits_a_connection(
         assert process.get_pool() is parent_pool
     finally:
         assert process.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forking_a_process_without_a_pool_starts_none_in_the_child() -> None:
+    assert process.get_pool() is None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.write(write_end, b"none" if process.get_pool() is None else b"pool")
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        assert pipe.read() == b"none"
+    os.waitpid(pid, 0)
+
+
+def test_a_held_dispatcher_resumes_after_release(transactional_db: None) -> None:
+    with Pool(workers=1, poll_interval=0.05) as pool:
+        assert pool.hold_for_fork()
+        pk = enqueue(tasks.add, 3, 4).pk
+        pool.release_after_fork()
+        wait_until(lambda: Task.objects.filter(pk=pk).succeeded().exists())
