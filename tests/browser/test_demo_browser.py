@@ -70,7 +70,7 @@ def test_visitor_sees_jobs_finish_live_and_an_admin_retries_the_failure(
     make_pool(workers=2)
     wait_for(browser, lambda d: status_of(d) == "succeeded:Succeeded")
     assert browser.execute_script("return window.sameDocument === true;"), "the page was reloaded"
-    assert re.fullmatch(r"HTTP 200 in \d+ ms", by_css(browser, "#summary").text)
+    assert re.fullmatch(r"HTTP 200 in \d+ ms", by_css(browser, "#verdict").text)
     assert '"http_status": 200' in by_css(browser, "#result").text
     assert by_css(browser, "[data-field=attempts]").text == "1/3"
     wait_for(browser, lambda d: by_css(d, "[data-poll]").get_attribute("data-live") == "done")
