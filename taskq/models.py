@@ -20,7 +20,10 @@ class Status(models.TextChoices):
 
 
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-WORKER_LOST = "WorkerLost: the process running this task stopped before it finished"
+WORKER_LOST = (
+    "WorkerLost: the lease lapsed before the outcome was recorded: the process running this "
+    "task died, or lost the database until the lease expired"
+)
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
@@ -168,6 +171,9 @@ class Task(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
+    retried_by = models.CharField(
+        max_length=255, blank=True, editable=False, help_text="Who last retried or re-ran it in the admin."
+    )
 
     objects: ClassVar[TaskQuerySet] = TaskQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -178,6 +184,14 @@ class Task(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="taskq_lease_idx"),
             models.Index(fields=["status", "finished_at"], name="taskq_finished_idx"),
             models.Index(fields=["enqueued_at"], name="taskq_enqueued_idx"),
+            # The admin's filters, each with its newest-first ordering, so a filtered page
+            # and the filter's list of distinct values are index scans at any table size.
+            models.Index(fields=["status", "enqueued_at", "id"], name="taskq_status_enqueued_idx"),
+            models.Index(fields=["queue", "enqueued_at", "id"], name="taskq_queue_enqueued_idx"),
+            models.Index(fields=["path", "enqueued_at", "id"], name="taskq_path_enqueued_idx"),
+            # taskq_status: counts by status and queue, and each queue's oldest due task,
+            # read from the index alone.
+            models.Index(fields=["status", "queue", "run_after"], name="taskq_status_queue_idx"),
         ]
         permissions = [("retry_task", "Can retry and run tasks again")]
 
@@ -195,6 +209,8 @@ class Task(models.Model):
             updated = mine.filter(cancel_requested=False).update(**fields)
             if not updated:
                 fields["status"] = Status.CANCELLED
+                fields.setdefault("finished_at", timezone.now())
+                fields.pop("run_after", None)
                 updated = mine.update(**fields)
         else:
             updated = mine.update(**fields)
@@ -214,8 +230,9 @@ class Task(models.Model):
         )
 
     def set_retrying(self, error: str, traceback: str, delay: float) -> bool:
-        """Record a failed attempt and queue the task again after ``delay`` seconds."""
+        """Queue the task again after ``delay`` seconds; a task asked to stop ends cancelled instead."""
         return self._finish(
+            cancelled_ok=True,
             status=Status.QUEUED,
             run_after=timezone.now() + timedelta(seconds=delay),
             error=error,

@@ -63,7 +63,7 @@ class Pool:
         self._busy = 0  # claimed and not yet finished: in the inbox or running
         self._capacity = 0  # live runner threads that have not been abandoned
         self._dispatcher: threading.Thread | None = None
-        self._last_prune = 0.0
+        self._last_prune: float | None = None  # monotonic time of the last prune; None: never
 
     # Lifecycle -------------------------------------------------------------
 
@@ -144,19 +144,33 @@ class Pool:
                     return
                 if not self._run_one(task, me):
                     return  # abandoned after a timeout: the pool has replaced this thread
+        except BaseException as exc:
+            # A task raised SystemExit or KeyboardInterrupt: run_task recorded it and let it
+            # through, so this thread ends as its raiser asked. Its slot must not end with it.
+            logger.error("pool=%s event=thread_exited error=%s: replacing it", self.name, type(exc).__name__)
+            with self._lock:
+                if me not in self._abandoned:
+                    self._capacity -= 1
+            raise
         finally:
             # Every thread closes what it opened, so no session outlives the pool.
             connections.close_all()
             with self._lock:
                 self._runners.discard(me)
                 self._abandoned.discard(me)
+                # A thread that timed out past the cap, or that a task's SystemExit ended,
+                # left its slot empty: fill it, never beyond the pool's size.
+                if self._capacity < self.size and not self._stopping.is_set():
+                    self._spawn_runner()
+                    self._wake.set()
+                    logger.warning("pool=%s event=capacity_restored capacity=%s", self.name, self._capacity)
 
     def _run_one(self, task: Task, me: threading.Thread) -> bool:
         deadline = time.monotonic() + task.timeout if task.timeout else None
         entry = _Running(task, me, deadline)
         with self._lock:
             self._running[task.pk] = entry
-        close_old_connections()
+        self._tidy_connections()
         try:
             run_task(task, entry.cancel)
         except Exception:
@@ -164,9 +178,12 @@ class Pool:
             # it did so. The lease will lapse and recovery will requeue the task.
             logger.exception("task=%s event=record_failed", task.pk)
         finally:
-            close_old_connections()
+            self._tidy_connections()
             with self._lock:
-                del self._running[task.pk]
+                # An abandoned attempt can return after the pool claimed the same task
+                # again; the entry under its pk is then the new attempt's, not ours.
+                if self._running.get(task.pk) is entry:
+                    del self._running[task.pk]
                 if not entry.abandoned:
                     self._busy -= 1
             self._wake.set()
@@ -178,9 +195,18 @@ class Pool:
         except Exception:
             logger.exception("pool=%s event=release_failed tasks=%s", self.name, len(tasks))
         finally:
-            close_old_connections()
+            self._tidy_connections()
             with self._lock:
                 self._busy -= len(tasks)
+
+    def _tidy_connections(self) -> None:
+        """Close this thread's expired or broken connections, never letting a failure end the thread."""
+        try:
+            close_old_connections()
+        except Exception:
+            # Closing a connection the server already dropped can raise; the next query
+            # reconnects anyway, so log it and carry on rather than lose the thread.
+            logger.exception("pool=%s event=close_failed", self.name)
 
     # Dispatcher ------------------------------------------------------------
 
@@ -201,12 +227,12 @@ class Pool:
                     error_backoff = ERROR_BACKOFF_MIN
                 except Exception:
                     logger.exception("pool=%s event=dispatch_error backoff=%.1f", self.name, error_backoff)
-                    close_old_connections()
+                    self._tidy_connections()
                     self._stopping.wait(error_backoff)
                     error_backoff = min(error_backoff * 2, ERROR_BACKOFF_MAX)
                     continue
                 finally:
-                    close_old_connections()
+                    self._tidy_connections()
                 if not full:
                     self._wake.wait(self._next_wait(next_housekeeping))
         finally:
@@ -290,7 +316,11 @@ class Pool:
 
     def _prune(self) -> None:
         retention = settings.retention
-        if retention is None or time.monotonic() - self._last_prune < settings.prune_interval:
+        if retention is None:
+            return
+        # monotonic() counts from boot, so a start value of 0.0 would skip the first
+        # prune for up to an interval on a freshly booted host; None means "never pruned".
+        if self._last_prune is not None and time.monotonic() - self._last_prune < settings.prune_interval:
             return
         self._last_prune = time.monotonic()
         cutoff = timezone.now() - timedelta(seconds=retention)

@@ -26,7 +26,10 @@ logger = logging.getLogger("taskq")
 
 def backoff(attempt: int) -> float:
     """Seconds to wait before retrying after failed attempt number ``attempt``."""
-    ceiling = min(settings.backoff_max, settings.backoff_base * 2 ** max(attempt - 1, 0))
+    # The exponent is capped before the power: 2**1100 no longer fits in a float, and a
+    # task with thousands of attempts must still get a delay, not an OverflowError.
+    exponent = min(max(attempt - 1, 0), 64)
+    ceiling = min(settings.backoff_max, settings.backoff_base * 2**exponent)
     # Jitter spreads retries of a batch that failed together, e.g. during an API outage.
     return float(ceiling * random.uniform(0.5, 1.0))  # noqa: S311 - not for security
 
@@ -40,6 +43,9 @@ def record_failure(task: Task, exc: BaseException, trace: str, retry_delay: floa
     error = _describe(exc)
     if retry_delay is not None and task.attempts < task.max_attempts:
         task.set_retrying(error, trace, retry_delay)
+        if task.status == Status.CANCELLED:
+            logger.info("task=%s path=%s event=cancelled error=%r", task.pk, task.path, error)
+            return
         logger.warning(
             "task=%s path=%s attempt=%s/%s event=retry delay=%.1f error=%r",
             task.pk,
@@ -115,14 +121,13 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
 
 
 def run_immediately(task: Task) -> Task:
-    """Claim one specific queued task in this thread and run it (immediate mode)."""
-    claimed = Task.objects.filter(pk=task.pk, status=Status.QUEUED).update(
-        status=Status.RUNNING,
-        worker="immediate",
-        attempts=task.attempts + 1,
-        started_at=timezone.now(),
-    )
-    if not claimed:
-        return task
-    task.refresh_from_db()
-    return run_task(task)
+    """Immediate mode: run a committed task now in this thread, and again while a retry is due."""
+    from taskq.immediate import IMMEDIATE, claim, run_claimed  # it imports this module
+
+    # A task enqueued with a delay, or a retry with a backoff, is not due yet: it stays
+    # queued, as it would for a pool, until run_due() or a pool picks it up.
+    while task.run_after <= timezone.now() and claim(task, IMMEDIATE):
+        run_claimed(task)
+        if task.status != Status.QUEUED:
+            break
+    return task

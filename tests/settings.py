@@ -65,3 +65,8 @@ TASKQ_POLL_INTERVAL = 0.05
 TASKQ_SHUTDOWN_GRACE = 5.0
 TASKQ_RETRY_BACKOFF_BASE = 0.0
 TASKQ_RETRY_BACKOFF_MAX = 0.0
+
+# Child worker processes in the crash and outage tests run with a short lease, so a
+# killed process's tasks are recovered within seconds.
+if os.environ.get("TASKQ_TEST_LEASE"):
+    TASKQ_LEASE_SECONDS = float(os.environ["TASKQ_TEST_LEASE"])

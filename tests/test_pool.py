@@ -306,3 +306,25 @@ def test_starting_twice_and_stopping_an_unstarted_pool(transactional_db: None) -
         assert pool.start() is pool
         assert pool.alive
     assert not pool.alive
+
+
+def test_a_failing_connection_cleanup_does_not_end_the_dispatcher(
+    make_pool: MakePool,
+    conn_max_age: Callable[[int], None],
+    django_db_blocker: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # With a persistent connection open, close_old_connections() asks the connection for
+    # its autocommit state; while database access is blocked (as pytest-django does after
+    # a test) that raises, and the pool must log it and live on.
+    conn_max_age(60)
+    caplog.set_level(logging.ERROR, logger="taskq")
+    pool = make_pool(workers=1)
+    first = enqueue(tasks.add, 1, 1).pk
+    wait_until(lambda: finished(first))
+    with django_db_blocker.block():
+        wait_until(lambda: "event=close_failed" in caplog.text)
+    pk = enqueue(tasks.add, 2, 3).pk
+    wait_until(lambda: finished(pk), timeout=40)
+    assert Task.objects.get(pk=pk).result == 5
+    assert pool.alive

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +13,7 @@ from django.db import connection
 from django.test import Client
 
 from taskq import enqueue, process
-from taskq.models import Task
+from taskq.models import Task, Worker
 from taskq.process import Mode, decide
 from tests.helpers import wait_until
 from tests.testapp import tasks
@@ -105,34 +107,46 @@ def test_a_forked_child_gets_a_fresh_pool_and_never_inherits_a_connection(
     transactional_db: None, settings: Any
 ) -> None:
     settings.TASKQ_WORKERS = 1
+    # A long poll keeps the parent's dispatcher waiting on an Event, not inside a database
+    # driver, at the moment of the fork: a C-level lock held then would hang the child.
+    settings.TASKQ_POLL_INTERVAL = 60.0
     parent_pool = process.start()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    assert connection.connection is not None
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not collected
-        report: dict[str, Any] = {}
-        try:
-            child_pool = process.get_pool()
-            report["fresh"] = child_pool is not None and child_pool is not parent_pool
-            report["dropped"] = connection.connection is None
-            pk = enqueue(tasks.add, 40, 2).pk
-            wait_until(lambda: Task.objects.filter(pk=pk).succeeded().exists())
-            report["ran"] = True
-            report["stopped"] = process.stop()
-            connection.close()
-        finally:
-            os.write(write_end, json.dumps(report).encode())
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        report = json.loads(pipe.read() or "{}")
-    os.waitpid(pid, 0)
-    assert report == {"fresh": True, "dropped": True, "ran": True, "stopped": True}
-    # The child dropped the inherited session without closing it, so the parent's still works.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        assert cursor.fetchone() == (1,)
-    assert process.get_pool() is parent_pool
-    assert process.stop()
+    try:
+        wait_until(lambda: Worker.objects.filter(name=parent_pool.name).exists())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        assert connection.connection is not None
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not collected
+            signal.alarm(60)  # a wedged child dies rather than hang the suite
+            settings.TASKQ_POLL_INTERVAL = 0.05
+            report: dict[str, Any] = {}
+            try:
+                child_pool = process.get_pool()
+                report["fresh"] = child_pool is not None and child_pool is not parent_pool
+                report["dropped"] = connection.connection is None
+                pk = enqueue(tasks.add, 40, 2).pk
+                process.notify()
+                wait_until(lambda: Task.objects.filter(pk=pk).succeeded().exists())
+                report["ran"] = True
+                report["stopped"] = process.stop()
+                connection.close()
+            finally:
+                os.write(write_end, json.dumps(report).encode())
+                os._exit(0)
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], 90)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        with os.fdopen(read_end) as pipe:
+            report = json.loads(pipe.read() or "{}") if ready else {}
+        os.waitpid(pid, 0)
+        assert report == {"fresh": True, "dropped": True, "ran": True, "stopped": True}
+        # The child dropped the inherited session without closing it, so the parent's still works.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+        assert process.get_pool() is parent_pool
+    finally:
+        assert process.stop()

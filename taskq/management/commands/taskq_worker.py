@@ -2,56 +2,130 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 import signal
 import threading
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 
+from taskq import process
 from taskq.conf import settings
-from taskq.models import Task
+from taskq.models import Status, Task
 from taskq.pool import Pool
+
+logger = logging.getLogger("taskq")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _workers(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, at least 1, not {value!r}")
+    return workers
+
+
+def _queues(value: str) -> list[str]:
+    queues = [q.strip() for q in value.split(",")]
+    if not all(queues):
+        raise argparse.ArgumentTypeError(f"expected comma-separated queue names, not {value!r}")
+    return queues
 
 
 class Command(BaseCommand):
-    help = "Run a pool of taskq worker threads in the foreground until SIGTERM or SIGINT."
+    help = (
+        "Run a pool of taskq worker threads in the foreground. SIGTERM or SIGINT stops it "
+        "gracefully; a second one stops it at once."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--workers", type=int, default=None, help="Threads (TASKQ_WORKERS).")
         parser.add_argument(
-            "--queues", default=None, help="Comma-separated queues to serve (TASKQ_QUEUES; all)."
+            "--workers", type=_workers, default=None, help="Threads that run tasks (TASKQ_WORKERS)."
         )
-        parser.add_argument("--burst", action="store_true", help="Exit once nothing is due and nothing runs.")
+        parser.add_argument(
+            "--queues",
+            type=_queues,
+            default=None,
+            help="Comma-separated queues to serve (TASKQ_QUEUES; every queue).",
+        )
+        parser.add_argument(
+            "--burst", action="store_true", help="Exit once no task is due and none of ours is running."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        queues = options["queues"].split(",") if options["queues"] else None
+        # The flags given here decide this process's capacity, so a pool that
+        # TASKQ_AUTOSTART=True started when the app loaded must not run beside it.
+        process.stop()
         stop = threading.Event()
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
-            # Only set a flag here: the pool stops from the main thread below.
             stop.set()
+            # Back to the defaults, so a second signal ends the process without waiting.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        pool = Pool(workers=options["workers"], queues=queues).start()
-        self.stdout.write(f"taskq worker {pool.name}: {pool.size} threads, queues={queues or 'all'}")
-        self.stdout.flush()
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, request_stop)
         try:
-            while not stop.wait(settings.poll_interval):
-                if options["burst"] and self._drained(pool):
-                    break
+            self._serve(options["workers"], options["queues"], options["burst"], stop)
+        except KeyboardInterrupt:
+            raise CommandError(
+                "taskq worker: interrupted again; its running tasks were abandoned and will run "
+                "again once their leases lapse",
+                returncode=130,
+            ) from None
         finally:
-            pool.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        self.stdout.write(f"taskq worker {pool.name}: stopped")
+
+    def _serve(
+        self, workers: int | None, queues: list[str] | None, burst: bool, stop: threading.Event
+    ) -> None:
+        pool = Pool(workers=workers, queues=queues).start()
+        self._say(pool, f"{pool.size} threads, queues={','.join(pool.queues or []) or 'all'}")
+        try:
+            while not stop.wait(settings.poll_interval):
+                if burst and self._drained(pool):
+                    self._say(pool, "nothing is due, nothing runs")
+                    break
+        finally:
+            self._say(pool, "stopping")
+            stopped = pool.stop()
+        if not stopped:
+            raise CommandError(
+                f"taskq worker {pool.name}: tasks still ran after the shutdown grace; their leases "
+                "will lapse and another pool will run them again"
+            )
+        self._say(pool, "stopped")
+
+    def _say(self, pool: Pool, message: str) -> None:
+        self.stdout.write(f"taskq worker {pool.name}: {message}")
+        self.stdout.flush()
 
     def _drained(self, pool: Pool) -> bool:
-        if pool.running_tasks() or pool.busy:
-            return False
+        # Ask the database rather than the pool's counters: a claim commits before the
+        # pool counts it, but a task it claimed is "running" under its name at once. A
+        # task due within the next poll counts too, so a retry queued for "now" by a
+        # runner while this query was being built is not mistaken for "later".
+        soon = timezone.now() + timedelta(seconds=pool.poll_interval)
+        pending = Q(status=Status.QUEUED, run_after__lte=soon)
+        if pool.queues is not None:
+            pending &= Q(queue__in=pool.queues)
+        mine = Q(status=Status.RUNNING, worker=pool.name)
         try:
-            return not Task.objects.due(timezone.now(), pool.queues).exists()
+            return not Task.objects.filter(pending | mine).exists()
+        except Exception:
+            logger.exception("pool=%s event=burst_check_failed", pool.name)
+            return False
         finally:
             close_old_connections()

@@ -1,0 +1,87 @@
+"""Delete finished tasks older than an age now, as the pool's retention does on its own schedule."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Count
+from django.utils import timezone
+
+from taskq.conf import settings
+from taskq.models import Task
+
+AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
+UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> timedelta:
+    """Turn "7d", "12h", "30m", "45s", "2w" or a plain number of seconds into a timedelta."""
+    match = AGE.fullmatch(text.strip().lower())
+    if match is None:
+        raise CommandError(
+            f"--older-than {text!r} is not an age: give a number with an optional unit, "
+            "s, m, h, d or w, e.g. 7d, 12h, 30m or 3600 (seconds)."
+        )
+    return timedelta(seconds=float(match[1]) * UNIT_SECONDS[match[2]])
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete finished tasks (succeeded, failed or cancelled) that finished longer ago than "
+        "--older-than, or TASKQ_RETENTION if it is not given. Queued and running tasks are never touched."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            default=None,
+            metavar="AGE",
+            help="e.g. 7d, 12h, 30m, 45s or plain seconds (default: TASKQ_RETENTION).",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Count what would go; delete nothing.")
+        parser.add_argument(
+            "--batch-size", type=int, default=500, help="Rows per DELETE, to keep locks short (500)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cutoff = timezone.now() - self._age(options["older_than"])
+        batch_size = options["batch_size"]
+        if batch_size < 1:
+            raise CommandError(f"--batch-size must be at least 1, not {batch_size}.")
+        stale = Task.objects.finished().filter(finished_at__lt=cutoff)
+        if options["dry_run"]:
+            counts = dict(
+                stale.values("status").annotate(n=Count("pk")).order_by("status").values_list("status", "n")
+            )
+            detail = ", ".join(f"{status}: {n}" for status, n in counts.items())
+            self.stdout.write(
+                f"Would delete {sum(counts.values())} finished tasks that finished before "
+                f"{cutoff.isoformat(timespec='seconds')}" + (f" ({detail})." if detail else ".")
+            )
+            return
+        total = 0
+        while True:
+            # Small batches, each its own statement, so a big backlog never holds one long lock.
+            deleted = Task.objects.prune(cutoff, batch_size)
+            total += deleted
+            if deleted < batch_size:
+                break
+        self.stdout.write(
+            f"Deleted {total} finished tasks that finished before {cutoff.isoformat(timespec='seconds')}."
+        )
+
+    def _age(self, older_than: str | timedelta | None) -> timedelta:
+        if isinstance(older_than, timedelta):
+            return older_than
+        if older_than is not None:
+            return parse_age(older_than)
+        retention = settings.retention
+        if retention is None:
+            raise CommandError(
+                "TASKQ_RETENTION is None (keep finished tasks forever), so say how old: "
+                "pass --older-than, e.g. --older-than 30d."
+            )
+        return timedelta(seconds=retention)

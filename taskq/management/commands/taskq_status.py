@@ -1,0 +1,86 @@
+"""Report the queue's health for people (a table) and for scripts (JSON and the exit status)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
+
+from taskq.status import Snapshot, render_text, take_snapshot
+
+# Moves the cursor home and clears the screen, so --watch redraws in place on a terminal.
+CLEAR = "\033[H\033[J"
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {value!r}")
+    return seconds
+
+
+class Command(BaseCommand):
+    help = (
+        "Show counts by status and queue, the backlog lag, running tasks, recent failures, "
+        "throughput and live workers. Exits 1, with the reasons on stderr, when unhealthy."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Print one JSON document (schema 1).")
+        parser.add_argument(
+            "--watch", type=_seconds, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C."
+        )
+        parser.add_argument(
+            "--max-lag",
+            type=_seconds,
+            metavar="SECONDS",
+            help="Unhealthy when the oldest due task has waited longer than this.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        max_lag: float | None = options["max_lag"]
+        watch: float | None = options["watch"]
+        if watch is None:
+            try:
+                snapshot = take_snapshot()
+            except DatabaseError as exc:
+                raise CommandError(f"cannot read the queue: {exc}") from exc
+            problems = self._report(snapshot, options["json"], max_lag)
+            for problem in problems:
+                self.stderr.write(f"unhealthy: {problem}")
+            if problems:
+                raise SystemExit(1)
+            return
+        try:
+            while True:
+                try:
+                    self._report(take_snapshot(), options["json"], max_lag, redraw=True)
+                except DatabaseError as exc:
+                    # Keep watching through an outage, on a fresh session each time.
+                    self.stderr.write(f"taskq_status: {exc}")
+                    connections.close_all()
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            self.stdout.write("")
+
+    def _report(
+        self, snapshot: Snapshot, as_json: bool, max_lag: float | None, redraw: bool = False
+    ) -> list[str]:
+        if as_json:
+            document = snapshot.as_json(max_lag)
+            # Under --watch, one compact document per line: a JSON Lines stream.
+            self.stdout.write(json.dumps(document) if redraw else json.dumps(document, indent=2))
+        else:
+            text = render_text(snapshot, max_lag)
+            if redraw:
+                text = (CLEAR if self.stdout.isatty() else "\n") + text
+            self.stdout.write(text)
+        self.stdout.flush()
+        return snapshot.problems(max_lag)

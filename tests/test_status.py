@@ -1,0 +1,328 @@
+"""taskq_status: the snapshot's queries, its table and JSON, the exit status, and --watch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from datetime import datetime, timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from taskq.management.commands.taskq_status import CLEAR
+from taskq.models import Status, Worker
+from taskq.status import first_line, format_duration, render_text, take_snapshot
+from tests import processes
+from tests.rows import make
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.make_aware(datetime(2026, 5, 4, 12, 0, 0))
+
+
+def ago(**delta: float) -> datetime:
+    return NOW - timedelta(**delta)
+
+
+def done(status: Status, finished: datetime, **fields: Any) -> dict[str, Any]:
+    return {
+        "status": status,
+        "attempts": 1,
+        "started_at": finished - timedelta(seconds=2),
+        "finished_at": finished,
+        **fields,
+    }
+
+
+def heartbeat(name: str, seen: datetime, queues: list[str] | None = None) -> Worker:
+    host, pid, _ = name.split(":")
+    return Worker.objects.create(
+        name=name,
+        hostname=host,
+        pid=int(pid),
+        threads=4,
+        queues=queues,
+        started_at=seen - timedelta(hours=2),
+        last_heartbeat=seen,
+    )
+
+
+@pytest.fixture
+def known() -> dict[str, Any]:
+    """A small queue whose every figure the tests can work out by hand."""
+    rows = {
+        "due": make(run_after=ago(seconds=30), enqueued_at=ago(seconds=30)),
+        "due2": make(run_after=ago(seconds=10), enqueued_at=ago(seconds=10)),
+        "later": make(run_after=NOW + timedelta(hours=1), enqueued_at=ago(seconds=5)),
+        "running": make(
+            tasks.block,
+            "x",
+            status=Status.RUNNING,
+            attempts=1,
+            started_at=ago(seconds=5),
+            worker="web-1:42:cafe",
+        ),
+        "ok_30s": make(**done(Status.SUCCEEDED, ago(seconds=30))),
+        "ok_4m": make(**done(Status.SUCCEEDED, ago(minutes=4))),
+        "ok_10m": make(**done(Status.SUCCEEDED, ago(minutes=10))),
+        "ok_20m": make(**done(Status.SUCCEEDED, ago(minutes=20))),
+        "failed": make(
+            tasks.fail,
+            "boom",
+            **done(Status.FAILED, ago(minutes=2), error="ValueError: boom\nsecond line"),
+        ),
+        "failed_old": make(tasks.fail, "old", **done(Status.FAILED, ago(hours=2), error="ValueError: old")),
+        "mail_due": make(queue="mail", run_after=ago(seconds=100), enqueued_at=ago(seconds=100)),
+        "mail_cancelled": make(queue="mail", status=Status.CANCELLED, finished_at=ago(minutes=3)),
+    }
+    heartbeat("web-1:42:cafe", ago(seconds=3))
+    heartbeat("web-9:99:dead", ago(minutes=5))  # older than the 60 s lease: a dead pool
+    return rows
+
+
+def test_snapshot_costs_six_queries(known: dict[str, Any], django_assert_num_queries: Any) -> None:
+    with django_assert_num_queries(6):
+        take_snapshot(NOW)
+
+
+def test_table_on_a_known_queue(known: dict[str, Any]) -> None:
+    text = render_text(take_snapshot(NOW))
+    running, failed = known["running"].pk, known["failed"].pk
+
+    assert text.splitlines()[:7] == [
+        "taskq status at 2026-05-04 12:00:00 UTC",
+        "",
+        "  Queue    Queued  Due  Running  Succeeded  Failed  Cancelled  Lag",
+        "  default       3    2        1          4       2          0  30.0 s",
+        "  mail          1    1        0          0       0          1  1 min 40 s",
+        "  (all)         4    3        1          4       2          1  1 min 40 s",
+        "",
+    ]
+    assert "Throughput (tasks finished): 1 in the last 1m, 4 in the last 5m, 5 in the last 15m" in text
+    assert f"  {running}  tests.testapp.tasks.block  default  5.0 s        web-1:42:cafe" in text
+    assert "Failed in the last hour (1)" in text
+    assert f"  {failed}  tests.testapp.tasks.fail  default  2 min 00 s  ValueError: boom" in text
+    assert "Live workers (1)" in text
+    assert "  web-1   42        4  all     3.0 s ago  2 h 00 min" in text
+    assert "web-9" not in text
+    assert text.endswith("Health: OK")
+
+
+def test_json_has_a_stable_schema(known: dict[str, Any]) -> None:
+    document = json.loads(json.dumps(take_snapshot(NOW).as_json(max_lag=60)))
+
+    assert list(document) == [
+        "schema",
+        "at",
+        "healthy",
+        "problems",
+        "lag_seconds",
+        "totals",
+        "queues",
+        "running",
+        "failures_last_hour",
+        "throughput",
+        "workers",
+    ]
+    assert document["schema"] == 1
+    assert document["at"] == "2026-05-04T12:00:00+00:00"
+    assert document["healthy"] is False
+    assert document["problems"] == ["the oldest due task has waited 1 min 40 s, over --max-lag 60s"]
+    assert document["lag_seconds"] == 100.0
+    assert document["totals"] == {"queued": 4, "running": 1, "succeeded": 4, "failed": 2, "cancelled": 1}
+    assert document["queues"]["mail"] == {
+        "queued": 1,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "cancelled": 1,
+        "due": 1,
+        "lag_seconds": 100.0,
+    }
+    assert document["running"] == {
+        "total": 1,
+        "tasks": [
+            {
+                "id": known["running"].pk,
+                "path": "tests.testapp.tasks.block",
+                "queue": "default",
+                "worker": "web-1:42:cafe",
+                "started_at": "2026-05-04T11:59:55+00:00",
+                "seconds": 5.0,
+            }
+        ],
+    }
+    assert document["failures_last_hour"] == {
+        "total": 1,
+        "tasks": [
+            {
+                "id": known["failed"].pk,
+                "path": "tests.testapp.tasks.fail",
+                "queue": "default",
+                "finished_at": "2026-05-04T11:58:00+00:00",
+                "error": "ValueError: boom",
+            }
+        ],
+    }
+    assert document["throughput"] == {"1m": 1, "5m": 4, "15m": 5}
+    assert document["workers"] == [
+        {
+            "name": "web-1:42:cafe",
+            "hostname": "web-1",
+            "pid": 42,
+            "threads": 4,
+            "queues": None,
+            "started_at": "2026-05-04T09:59:57+00:00",
+            "last_heartbeat": "2026-05-04T11:59:57+00:00",
+            "heartbeat_age_seconds": 3.0,
+        }
+    ]
+
+
+def test_an_empty_queue_is_healthy() -> None:
+    out = StringIO()
+    call_command("taskq_status", "--json", "--max-lag", "1", stdout=out)
+    document = json.loads(out.getvalue())
+    assert (document["healthy"], document["lag_seconds"], document["queues"]) == (True, None, {})
+    assert document["totals"] == dict.fromkeys(["queued", "running", "succeeded", "failed", "cancelled"], 0)
+    text = StringIO()
+    call_command("taskq_status", stdout=text)
+    assert text.getvalue().count("(none)") == 3  # running, failures, workers
+
+
+def status(*flags: str) -> tuple[int, str, str]:
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("taskq_status", *flags, stdout=out, stderr=err)
+    except SystemExit as exc:
+        return int(exc.code or 0), out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()
+
+
+def test_exit_0_while_a_live_worker_keeps_up() -> None:
+    make(run_after=timezone.now() - timedelta(seconds=2))
+    heartbeat("web-1:42:cafe", timezone.now())
+    code, out, err = status("--max-lag", "60")
+    assert (code, err) == (0, "")
+    assert out.endswith("Health: OK\n")
+
+
+def test_exit_1_when_due_tasks_wait_longer_than_max_lag() -> None:
+    make(run_after=timezone.now() - timedelta(seconds=90))
+    heartbeat("web-1:42:cafe", timezone.now())
+    assert status()[0] == 0  # no threshold, no lag check
+    code, out, err = status("--max-lag", "60")
+    assert code == 1
+    assert err.startswith("unhealthy: the oldest due task has waited 1 min 30 s, over --max-lag 60s")
+    assert "Health: UNHEALTHY" in out
+
+
+def test_exit_1_when_tasks_are_due_and_no_live_worker_heartbeats() -> None:
+    make(run_after=timezone.now() + timedelta(hours=1))
+    assert status()[0] == 0  # nothing is due yet, so nobody is missed
+    make()
+    heartbeat("web-9:99:dead", timezone.now() - timedelta(minutes=5))
+    code, _, err = status()
+    assert code == 1
+    assert err == "unhealthy: 1 due task(s) wait and no live worker heartbeats\n"
+
+    heartbeat("web-1:42:cafe", timezone.now())  # now one is alive and shown
+    code, out, err = status()
+    assert (code, err) == (0, "")
+    assert "web-1" in out
+    assert "web-9" not in out
+
+
+def test_exit_1_when_no_live_worker_serves_a_queue_with_due_tasks() -> None:
+    make(queue="reports")
+    heartbeat("web-1:42:cafe", timezone.now(), queues=["mail"])
+    code, out, err = status("--json")
+    assert code == 1
+    assert err == "unhealthy: 1 due task(s) wait in queue 'reports' and no live worker serves it\n"
+    assert json.loads(out)["workers"][0]["queues"] == ["mail"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--watch", "0"], "positive number of seconds, not '0'"),
+        (["--max-lag", "soon"], "positive number of seconds, not 'soon'"),
+        (["--max-lag", "nan"], "positive number of seconds, not 'nan'"),
+    ],
+)
+def test_bad_flags_say_what_is_expected(flags: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("taskq_status", *flags)
+
+
+class Terminal(StringIO):
+    """Output that says it is a terminal, as a shell's stdout would."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def watch_until_ctrl_c(*flags: str) -> str:
+    out = Terminal()
+    # A real SIGINT, delivered to this process's main thread as Ctrl-C would be.
+    ctrl_c = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    ctrl_c.start()
+    try:
+        call_command("taskq_status", "--watch", "0.05", *flags, stdout=out)
+    finally:
+        ctrl_c.cancel()
+    return out.getvalue()
+
+
+def test_watch_prints_json_lines_until_ctrl_c(transactional_db: None) -> None:
+    make()
+    frames = [json.loads(line) for line in watch_until_ctrl_c("--json").splitlines() if line]
+    assert len(frames) >= 2
+    assert {frame["totals"]["queued"] for frame in frames} == {1}
+
+
+def test_watch_redraws_in_place_on_a_terminal(transactional_db: None) -> None:
+    make()
+    frames = watch_until_ctrl_c().split(CLEAR)
+    assert frames[0] == ""
+    assert len(frames) >= 3
+    assert all(frame.startswith("taskq status at") for frame in frames[1:])
+
+
+def test_watch_redraws_the_table_until_sigint(transactional_db: None) -> None:
+    make()
+    with processes.started("taskq_status", "--watch", "0.1") as watcher:
+        frames = 0
+        while frames < 2:
+            line = watcher.stdout.readline() if watcher.stdout else ""
+            assert line, "taskq_status --watch stopped writing"
+            frames += line.startswith("taskq status at")
+        watcher.send_signal(signal.SIGINT)
+        _, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "-"),
+        (0.35, "350 ms"),
+        (4.25, "4.2 s"),
+        (185, "3 min 05 s"),
+        (timedelta(hours=2, minutes=3, seconds=59), "2 h 03 min"),
+        (timedelta(days=3, hours=4), "3 d 04 h"),
+    ],
+)
+def test_format_duration(seconds: float | timedelta | None, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_first_line() -> None:
+    assert first_line("\n  ValueError: x  \nmore") == "ValueError: x"
+    assert first_line("x" * 300, limit=10) == "xxxxxxxxx…"
