@@ -6,16 +6,12 @@ through the live server over real HTTP. Import the fixtures into a test module t
 
 from __future__ import annotations
 
-import importlib
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from django.contrib import admin
-from django.urls import clear_url_caches
 from pytest_django import Settings
 from pytest_django.live_server_helper import LiveServer
 
@@ -44,32 +40,6 @@ def demo_site(demo_live: str, make_pool: Callable[..., Pool]) -> str:
     """The live demo site with a real pool running its tasks; returns its base URL."""
     make_pool(workers=2)
     return demo_live
-
-
-@pytest.fixture
-def task_changelist(demo_app: Settings) -> Iterator[str]:
-    """Make sure /admin/taskq/task/ exists and return its path.
-
-    taskq's own admin (taskq/admin.py) registers Task; until a checkout has it, a plain
-    ModelAdmin stands in for the test's duration, so the changelist is there either way.
-    """
-    from taskq.models import Task
-
-    stand_in = not admin.site.is_registered(Task)
-    if stand_in:
-        admin.site.register(Task)
-        _rebuild_urls()
-    yield "/admin/taskq/task/"
-    if stand_in:
-        admin.site.unregister(Task)
-        _rebuild_urls()
-
-
-def _rebuild_urls() -> None:
-    # admin.site.urls is computed when the URLconf is imported; import it again.
-    if "demo_site.urls" in sys.modules:
-        importlib.reload(sys.modules["demo_site.urls"])
-    clear_url_caches()
 
 
 class StubAPI:

@@ -12,12 +12,13 @@ from django.contrib.auth import get_user_model
 
 from taskq.models import Task
 from taskq.pool import Pool
-from tests.browser.site import demo_app, demo_live, task_changelist
+from tests.browser.site import demo_app, demo_live
 from tests.helpers import wait_until
 
-__all__ = ["demo_app", "demo_live", "task_changelist"]  # fixtures, imported so pytest finds them here
+__all__ = ["demo_app", "demo_live"]  # fixtures, imported so pytest finds them here
 
 WAIT = 30.0
+CHANGELIST = "/admin/taskq/task/"
 
 
 def by_css(driver: Any, selector: str) -> Any:
@@ -58,7 +59,6 @@ def test_visitor_sees_jobs_finish_live_and_an_admin_retries_the_failure(
     browser: Any,
     demo_live: str,
     make_pool: Callable[..., Pool],
-    task_changelist: str,
 ) -> None:
     # No pool yet, so the job page is sure to open on a queued job.
     ok_id = submit(browser, demo_live, "https://example.com/", failure_rate=0)
@@ -91,11 +91,11 @@ def test_visitor_sees_jobs_finish_live_and_an_admin_retries_the_failure(
     # The admin lists both jobs among the tasks.
     password = secrets.token_urlsafe(16)
     get_user_model().objects.create_superuser("admin", "admin@example.com", password)
-    by_css(browser, f'a[href="{task_changelist}"]').click()
+    by_css(browser, f'a[href="{CHANGELIST}"]').click()
     by_css(browser, "#id_username").send_keys("admin")
     by_css(browser, "#id_password").send_keys(password)
     by_css(browser, "#login-form [type=submit]").click()
-    wait_for(browser, lambda d: d.current_url.endswith(task_changelist))
+    wait_for(browser, lambda d: d.current_url.endswith(CHANGELIST))
     for pk in (ok_id, failed_id):
         assert by_css(browser, f'#result_list a[href$="/taskq/task/{pk}/change/"]')
 
