@@ -35,10 +35,11 @@ THIRD_PARTY_API_TIMEOUT = env.float("THIRD_PARTY_API_TIMEOUT", default=LINKCHECK
 FAKE_API = env.bool("FAKE_API", default=LINKCHECK["FAKE_API"])
 FAKE_API_LATENCY = env.float("FAKE_API_LATENCY", default=LINKCHECK["FAKE_API_LATENCY"])
 FAKE_API_FAILURE_RATE = env.float("FAKE_API_FAILURE_RATE", default=LINKCHECK["FAKE_API_FAILURE_RATE"])
-if FAKE_API:
+_api_host = urlsplit(THIRD_PARTY_API_URL).hostname
+if FAKE_API and _api_host and _api_host not in ALLOWED_HOSTS:
     # The tasks call the fake API back through this site, under the API URL's host name,
     # which may not be a name visitors use.
-    ALLOWED_HOSTS.append(urlsplit(THIRD_PARTY_API_URL).hostname or "127.0.0.1")
+    ALLOWED_HOSTS.append(_api_host)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -235,10 +235,11 @@ def test_describe_a_job_that_succeeded_after_a_failed_attempt() -> None:
     job.result = {"http_status": 404, "response_ms": 120}
     job.error = "ApiUnavailable: the API answered HTTP 503: busy\nmore"
     described = jobs.describe(job)
-    assert described["summary"] == "HTTP 404 in 120 ms"
+    assert described["verdict"] == described["summary"] == "HTTP 404 in 120 ms"
     assert described["error"] == "ApiUnavailable: the API answered HTTP 503: busy"  # the last attempt's
     assert described["finished"] is True
     job.result = None
+    assert jobs.verdict(job) == ""
     assert jobs.summary(job) == "ApiUnavailable: the API answered HTTP 503: busy"
 
 

@@ -49,17 +49,21 @@ def describe(job: Task) -> dict[str, Any]:
         "finished_at": _when(job.finished_at),
         "worker": job.worker,
         "result": job.result,
+        "verdict": verdict(job),
         "summary": summary(job),
         # The error's first line only: tracebacks are for the admin, not for visitors.
         "error": job.error.splitlines()[0] if job.error else "",
     }
 
 
-def summary(job: Task) -> str:
-    """One line on the outcome: the API's verdict on the link, or what went wrong."""
+def verdict(job: Task) -> str:
+    """The API's verdict on the link, in a few words, once there is one."""
     result = job.result if isinstance(job.result, dict) else {}
-    if "http_status" in result:
-        return f"HTTP {result['http_status']} in {result.get('response_ms', '?')} ms"
-    if job.error:
-        return str(job.error.splitlines()[0])
-    return ""
+    if "http_status" not in result:
+        return ""
+    return f"HTTP {result['http_status']} in {result.get('response_ms', '?')} ms"
+
+
+def summary(job: Task) -> str:
+    """One line on the outcome, for the list: the verdict, or what went wrong last."""
+    return verdict(job) or (job.error.splitlines()[0] if job.error else "")
