@@ -154,6 +154,7 @@ def test_a_forked_child_gets_a_fresh_pool_and_never_inherits_a_connection(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forking_a_process_without_a_pool_starts_none_in_the_child() -> None:
     assert process.get_pool() is None
     read_end, write_end = os.pipe()
