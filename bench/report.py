@@ -1,0 +1,175 @@
+"""Turn a result file into medians, ratios and Markdown tables (printed, and pasted into the docs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.stats import median
+
+PEERS = ["db-worker"]  # durable peers: the queue a user would pick instead
+SEEDS = ["thread", "executor", "thread-close"]
+
+
+def _get(run: dict[str, Any], *path: str) -> Any:
+    value: Any = run
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _sessions(run: dict[str, Any], kind: str) -> int | None:
+    sessions = run.get("sessions")
+    if not sessions:
+        return None
+    values = [v[kind] for k, v in sessions.items() if isinstance(v, dict) and v.get(kind) is not None]
+    return max(values) if values else None
+
+
+METRICS: dict[str, Any] = {
+    "w1_tps": lambda r: _get(r, "w1", "tasks_per_s"),
+    "w2_wall": lambda r: _get(r, "w2", "wall_s"),
+    "w2_ratio": lambda r: _get(r, "w2", "ratio_to_ideal"),
+    "pickup_p50": lambda r: _get(r, "w3", "pickup_ms", "p50"),
+    "pickup_p95": lambda r: _get(r, "w3", "pickup_ms", "p95"),
+    "pickup_p99": lambda r: _get(r, "w3", "pickup_ms", "p99"),
+    "enqueue_p50": lambda r: _get(r, "w3", "enqueue_ms", "p50"),
+    "enqueue_p99": lambda r: _get(r, "w3", "enqueue_ms", "p99"),
+    "create_p50": lambda r: _get(r, "w3", "create_ms", "p50"),
+    "enqueue_ratio": lambda r: _get(r, "w3", "enqueue_over_create_p50"),
+    "enqueue_queries": lambda r: _get(r, "w3", "enqueue_queries"),
+    "peak": lambda r: _sessions(r, "peak"),
+    "idle": lambda r: _sessions(r, "idle"),
+    "after_stop": lambda r: _get(r, "sessions", "after_stop"),
+    "rss": lambda r: r.get("rss_peak_mb"),
+    "helper_rss": lambda r: r.get("helper_rss_mb"),
+}
+
+
+def aggregate(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Median of every metric over the repeats, per (config, system); errors are counted."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in data["runs"]:
+        groups[(run["config"], run["system"])].append(run)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, runs in groups.items():
+        ok = [r for r in runs if "error" not in r]
+        row = {name: median([f(r) for r in ok]) for name, f in METRICS.items()}
+        # For sessions the worst repeat matters more than the typical one.
+        row["after_stop_max"] = max((r for r in (METRICS["after_stop"](x) for x in ok) if r is not None), default=None)
+        row["idle_max"] = max((r for r in (METRICS["idle"](x) for x in ok) if r is not None), default=None)
+        row["runs"], row["errors"] = len(ok), len(runs) - len(ok)
+        out[key] = row
+    return out
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def workload_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
+    header = [
+        "setup", "system", "W1 tasks/s", "W2 wall s (× ideal)", "pickup p50/p95/p99 ms",
+        "enqueue p50/p99 ms", "bare create p50 ms", "enqueue ÷ create", "runs",
+    ]  # fmt: skip
+    rows = []
+    for (config, system), m in agg.items():
+        rows.append([
+            config,
+            system,
+            _fmt(m["w1_tps"], 0),
+            f"{_fmt(m['w2_wall'], 2)} ({_fmt(m['w2_ratio'], 2)})",
+            f"{_fmt(m['pickup_p50'])} / {_fmt(m['pickup_p95'])} / {_fmt(m['pickup_p99'])}",
+            f"{_fmt(m['enqueue_p50'], 2)} / {_fmt(m['enqueue_p99'], 2)}",
+            _fmt(m["create_p50"], 2),
+            _fmt(m["enqueue_ratio"], 2),
+            f"{m['runs']}" + (f" ({m['errors']} failed)" if m["errors"] else ""),
+        ])  # fmt: skip
+    return _table(header, rows)
+
+
+def sessions_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
+    header = ["setup", "system", "peak during", "idle 2 s after (worst)", "after stop (worst)", "peak RSS MB", "worker processes RSS MB"]
+    rows = []
+    for (config, system), m in agg.items():
+        rows.append([
+            config,
+            system,
+            _fmt(m["peak"], 0),
+            f"{_fmt(m['idle'], 0)} ({_fmt(m['idle_max'], 0)})",
+            f"{_fmt(m['after_stop'], 0)} ({_fmt(m['after_stop_max'], 0)})",
+            _fmt(m["rss"], 1),
+            _fmt(m["helper_rss"], 0),
+        ])  # fmt: skip
+    return _table(header, rows)
+
+
+def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """taskq against the best durable peer and the executor, per setup."""
+    header = ["setup", "taskq W1/s", "best durable peer W1/s", "taskq ÷ peer", "executor W1/s", "taskq ÷ executor"]
+    rows = []
+    for config in sorted({c for c, _ in agg}):
+        taskq = agg.get((config, "taskq"), {}).get("w1_tps")
+        peers = [(agg[(config, p)]["w1_tps"], p) for p in PEERS if (config, p) in agg and agg[(config, p)]["w1_tps"]]
+        best = max(peers, default=(None, None))
+        executor = agg.get((config, "executor"), {}).get("w1_tps")
+        rows.append([
+            config,
+            _fmt(taskq, 0),
+            f"{_fmt(best[0], 0)} ({best[1]})" if best[0] else "–",
+            _fmt(taskq / best[0], 2) if taskq and best[0] else "–",
+            _fmt(executor, 0),
+            _fmt(taskq / executor, 2) if taskq and executor else "–",
+        ])  # fmt: skip
+    return _table(header, rows)
+
+
+def scale_table(data: dict[str, Any]) -> str:
+    header = ["setup", "mix", "rows", "claim(8) p50/p95 ms", "W1 tasks/s (median)", "admin changelist ms", "taskq_status ms"]
+    rows = []
+    for s in data.get("scale", []):
+        if "error" in s:
+            rows.append([s["config"], s["mix"], f"{s['rows']:,}", "error", "", "", ""])
+            continue
+        ui = [s.get("admin_changelist"), s.get("taskq_status")]
+        rows.append([
+            s["config"],
+            s["mix"],
+            f"{s['rows']:,}",
+            f"{_fmt(s['claim_ms']['p50'], 2)} / {_fmt(s['claim_ms']['p95'], 2)}",
+            _fmt(median(s["w1_tasks_per_s"]), 0),
+            *[_fmt(x["ms"], 0) if x else ("n/a" if k in s else "") for k, x in zip(["admin_changelist", "taskq_status"], ui, strict=True)],
+        ])  # fmt: skip
+    return _table(header, rows)
+
+
+def render(data: dict[str, Any]) -> str:
+    """All tables of a run, in Markdown."""
+    agg = aggregate(data)
+    parts = []
+    if agg:
+        parts += ["## Workloads (medians)", workload_table(agg)]
+        parts += ["## W1 ratios", ratio_table(agg)]
+        parts += ["## Sessions and memory (medians; worst repeat in brackets)", sessions_table(agg)]
+    if data.get("scale"):
+        parts += ["## Scale", scale_table(data)]
+    return "\n\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(render(json.loads(Path(sys.argv[1]).read_text())))

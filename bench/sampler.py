@@ -1,0 +1,54 @@
+"""Count the server's sessions on the bench database every 100 ms, from outside the measured process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from bench.dbtools import count_sessions, server_connect
+
+
+class SessionSampler:
+    """A background thread that records (unix time, sessions) pairs until stopped."""
+
+    def __init__(self, engine: str, settings: dict[str, Any], interval: float = 0.1) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def __enter__(self) -> SessionSampler:
+        self._conn = server_connect(self.engine, self.settings)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self.samples.append((time.time(), count_sessions(self.engine, self._conn, self.settings["NAME"])))
+            next_at += self.interval
+            self._stop.wait(max(next_at - time.monotonic(), 0.0))
+
+
+def summarise(samples: list[tuple[float, int]], phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Peak sessions during each workload, the count when idle after it, and after the stop."""
+
+    def first_at(when: float) -> int | None:
+        return next((n for t, n in samples if t >= when), None)
+
+    out: dict[str, Any] = {}
+    for phase in phases:
+        if phase["name"] == "stopped":
+            out["after_stop"] = first_at(phase["at"])
+        elif "begin" in phase:
+            during = [n for t, n in samples if phase["begin"] <= t <= phase["end"]]
+            out[phase["name"]] = {"peak": max(during, default=None), "idle": first_at(phase["idle_at"])}
+    return out

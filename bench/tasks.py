@@ -1,0 +1,38 @@
+"""The task bodies every system runs: optionally wait (a stand-in for an API call), then write."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.db import connections
+
+from bench.benchapp.models import Item
+
+# Thread-per-task systems take a slot before starting a thread and give it back here.
+SLOTS = threading.BoundedSemaphore(8)
+
+
+def write(n: int, t_enq: float, wait: float = 0.0) -> None:
+    """Wait ``wait`` seconds, then record this task in one INSERT."""
+    t_start = time.time()
+    if wait:
+        time.sleep(wait)
+    Item.objects.create(n=n, t_enq=t_enq, t_start=t_start, t_done=time.time())
+
+
+def write_in_thread(n: int, t_enq: float, wait: float = 0.0) -> None:
+    """A bare thread's body: the write, nothing else (the seed article's first version)."""
+    try:
+        write(n, t_enq, wait)
+    finally:
+        SLOTS.release()
+
+
+def write_in_thread_then_close(n: int, t_enq: float, wait: float = 0.0) -> None:
+    """The seed article's fix: close this thread's connections when it is done."""
+    try:
+        write(n, t_enq, wait)
+    finally:
+        connections.close_all()
+        SLOTS.release()
