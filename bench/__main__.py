@@ -42,7 +42,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--w3", type=int, default=200, help="W3 tasks (200)")
     p.add_argument("--w3-gap", type=float, default=0.02, help="W3 gap between enqueues, s (0.02)")
     p.add_argument("--idle", type=float, default=2.0, help="idle time after each workload, s (2)")
-    p.add_argument("--timeout", type=float, default=300.0, help="per-workload deadline, s (300)")
+    p.add_argument("--timeout", type=float, default=120.0, help="per-workload deadline, s (120)")
+    p.add_argument(
+        "--session-cap",
+        type=int,
+        default=40,
+        help="abort a process with more sessions than this on the bench database (40): the bare "
+        "thread leaks them, and the server is shared",
+    )
     p.add_argument("--db-workers", type=int, default=8, help="db_worker processes (8)")
     p.add_argument("--db-worker-interval", type=float, default=1.0, help="db_worker --interval (1)")
     p.add_argument("--scale-configs", type=_list(list(CONFIGS)), default=["sqlite", "pg-age60", "my-age60"])

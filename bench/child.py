@@ -9,6 +9,7 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -16,6 +17,15 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
     import django
 
     django.setup()
+    from django.conf import settings
+
+    engine = {"postgresql": "postgres", "mysql": "mysql"}.get(
+        settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[1]
+    )
+    if engine and spec.get("session_cap"):
+        from bench.watchdog import guard
+
+        guard(engine, settings.DATABASES["default"], spec["session_cap"])
     if spec.get("kind") == "scale":
         from bench import scale
 
@@ -33,7 +43,9 @@ def run_workloads(spec: dict[str, Any]) -> dict[str, Any]:
 
     tables: list[Any] = [Item, Twin, Task, Worker]
     try:
-        from django_tasks_db.models import DBTaskResult
+        from django_tasks_db.models import (  # type: ignore[import-not-found, unused-ignore]
+            DBTaskResult,
+        )
 
         tables.append(DBTaskResult)
     except ImportError:
@@ -50,7 +62,7 @@ def run_workloads(spec: dict[str, Any]) -> dict[str, Any]:
     system.start()
     phases.append({"name": "started", "at": time.time()})
 
-    plan = [
+    plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("w1", lambda: workloads.w1(system, spec["w1"], timeout, finish)),
         ("w2", lambda: workloads.w2(system, spec["w2"], spec["w2_wait"], timeout, finish)),
         ("w3", lambda: workloads.w3(system, spec["w3"], spec["w3_gap"], timeout, finish)),
@@ -80,9 +92,9 @@ def run_workloads(spec: dict[str, Any]) -> dict[str, Any]:
 def _helper_rss_mb(pids: list[int]) -> float | None:
     if not pids:
         return None
-    import psutil
+    import psutil  # type: ignore[import-untyped, unused-ignore]
 
-    return sum(psutil.Process(pid).memory_info().rss for pid in pids) / 2**20
+    return float(sum(psutil.Process(pid).memory_info().rss for pid in pids)) / 2**20
 
 
 if __name__ == "__main__":

@@ -15,7 +15,15 @@ from bench.configs import Config
 from bench.dbtools import server_connect
 from bench.settings import database
 
-PACKAGES = ["Django", "django-taskq", "django-tasks", "django-tasks-db", "psycopg", "psycopg-pool", "mysqlclient"]
+PACKAGES = [
+    "Django",
+    "django-taskq",
+    "django-tasks",
+    "django-tasks-db",
+    "psycopg",
+    "psycopg-pool",
+    "mysqlclient",
+]
 
 
 def _cpu_model() -> str:

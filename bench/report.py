@@ -51,6 +51,10 @@ METRICS: dict[str, Any] = {
 }
 
 
+def _worst(metric: Any, runs: list[dict[str, Any]]) -> Any:
+    return max((v for v in map(metric, runs) if v is not None), default=None)
+
+
 def aggregate(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """Median of every metric over the repeats, per (config, system); errors are counted."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -59,18 +63,21 @@ def aggregate(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for key, runs in groups.items():
         ok = [r for r in runs if "error" not in r]
-        row = {name: median([f(r) for r in ok]) for name, f in METRICS.items()}
+        row: dict[str, Any] = {name: median([f(r) for r in ok]) for name, f in METRICS.items()}
         # For sessions the worst repeat matters more than the typical one.
-        row["after_stop_max"] = max((r for r in (METRICS["after_stop"](x) for x in ok) if r is not None), default=None)
-        row["idle_max"] = max((r for r in (METRICS["idle"](x) for x in ok) if r is not None), default=None)
+        row["after_stop_max"] = _worst(METRICS["after_stop"], ok)
+        row["idle_max"] = _worst(METRICS["idle"], ok)
         row["runs"], row["errors"] = len(ok), len(runs) - len(ok)
+        row["sessions_max"] = max((_get(r, "sessions", "max") or 0 for r in runs), default=None)
+        errors = sorted({str(r["error"]).split(":")[0] for r in runs if "error" in r})
+        row["note"] = ", ".join(errors)
         out[key] = row
     return out
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return str(value)
@@ -84,7 +91,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def workload_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
     header = [
-        "setup", "system", "W1 tasks/s", "W2 wall s (× ideal)", "pickup p50/p95/p99 ms",
+        "setup", "system", "W1 tasks/s", "W2 wall s (x ideal)", "pickup p50/p95/p99 ms",
         "enqueue p50/p99 ms", "bare create p50 ms", "enqueue ÷ create", "runs",
     ]  # fmt: skip
     rows = []
@@ -98,13 +105,16 @@ def workload_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
             f"{_fmt(m['enqueue_p50'], 2)} / {_fmt(m['enqueue_p99'], 2)}",
             _fmt(m["create_p50"], 2),
             _fmt(m["enqueue_ratio"], 2),
-            f"{m['runs']}" + (f" ({m['errors']} failed)" if m["errors"] else ""),
+            f"{m['runs']}" + (f" ({m['errors']} {m['note']})" if m["errors"] else ""),
         ])  # fmt: skip
     return _table(header, rows)
 
 
 def sessions_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
-    header = ["setup", "system", "peak during", "idle 2 s after (worst)", "after stop (worst)", "peak RSS MB", "worker processes RSS MB"]
+    header = [
+        "setup", "system", "peak during", "idle 2 s after (worst)", "after stop (worst)", "most seen",
+        "peak RSS MB", "worker processes RSS MB",
+    ]  # fmt: skip
     rows = []
     for (config, system), m in agg.items():
         rows.append([
@@ -113,6 +123,7 @@ def sessions_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
             _fmt(m["peak"], 0),
             f"{_fmt(m['idle'], 0)} ({_fmt(m['idle_max'], 0)})",
             f"{_fmt(m['after_stop'], 0)} ({_fmt(m['after_stop_max'], 0)})",
+            _fmt(m["sessions_max"], 0) + (f" ({m['note']})" if m["errors"] else ""),
             _fmt(m["rss"], 1),
             _fmt(m["helper_rss"], 0),
         ])  # fmt: skip
@@ -121,39 +132,65 @@ def sessions_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
 
 def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
     """taskq against the best durable peer and the executor, per setup."""
-    header = ["setup", "taskq W1/s", "best durable peer W1/s", "taskq ÷ peer", "executor W1/s", "taskq ÷ executor"]
+    header = [
+        "setup",
+        "taskq W1/s",
+        "best durable peer W1/s",
+        "taskq ÷ peer",
+        "executor W1/s",
+        "taskq ÷ executor",
+    ]
     rows = []
     for config in sorted({c for c, _ in agg}):
         taskq = agg.get((config, "taskq"), {}).get("w1_tps")
-        peers = [(agg[(config, p)]["w1_tps"], p) for p in PEERS if (config, p) in agg and agg[(config, p)]["w1_tps"]]
+        peers = [
+            (agg[(config, p)]["w1_tps"], p)
+            for p in PEERS
+            if (config, p) in agg and agg[(config, p)]["w1_tps"]
+        ]
         best = max(peers, default=(None, None))
         executor = agg.get((config, "executor"), {}).get("w1_tps")
         rows.append([
             config,
             _fmt(taskq, 0),
-            f"{_fmt(best[0], 0)} ({best[1]})" if best[0] else "–",
-            _fmt(taskq / best[0], 2) if taskq and best[0] else "–",
+            f"{_fmt(best[0], 0)} ({best[1]})" if best[0] else "-",
+            _fmt(taskq / best[0], 2) if taskq and best[0] else "-",
             _fmt(executor, 0),
-            _fmt(taskq / executor, 2) if taskq and executor else "–",
+            _fmt(taskq / executor, 2) if taskq and executor else "-",
         ])  # fmt: skip
     return _table(header, rows)
 
 
+def _ui(point: dict[str, Any], key: str) -> str:
+    """A UI timing; "n/a" where this checkout lacks the feature, blank where it was not measured."""
+    if key not in point:
+        return ""
+    return _fmt(point[key]["ms"], 0) if point[key] else "n/a"
+
+
 def scale_table(data: dict[str, Any]) -> str:
-    header = ["setup", "mix", "rows", "claim(8) p50/p95 ms", "W1 tasks/s (median)", "admin changelist ms", "taskq_status ms"]
+    header = [
+        "setup",
+        "mix",
+        "rows",
+        "claim(8) p50/p95 ms",
+        "W1 tasks/s (median)",
+        "admin changelist ms",
+        "taskq_status ms",
+    ]
     rows = []
     for s in data.get("scale", []):
         if "error" in s:
             rows.append([s["config"], s["mix"], f"{s['rows']:,}", "error", "", "", ""])
             continue
-        ui = [s.get("admin_changelist"), s.get("taskq_status")]
         rows.append([
             s["config"],
             s["mix"],
             f"{s['rows']:,}",
             f"{_fmt(s['claim_ms']['p50'], 2)} / {_fmt(s['claim_ms']['p95'], 2)}",
             _fmt(median(s["w1_tasks_per_s"]), 0),
-            *[_fmt(x["ms"], 0) if x else ("n/a" if k in s else "") for k, x in zip(["admin_changelist", "taskq_status"], ui, strict=True)],
+            _ui(s, "admin_changelist"),
+            _ui(s, "taskq_status"),
         ])  # fmt: skip
     return _table(header, rows)
 

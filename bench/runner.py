@@ -53,16 +53,21 @@ def run_child(config: Config, spec: dict[str, Any], timeout: float) -> dict[str,
         samples = sampler.samples
     else:
         proc, samples = launch(), []
+    lines = proc.stdout.strip().splitlines()
+    result: dict[str, Any] = {}
+    if lines and lines[-1].startswith("{"):
+        result = json.loads(lines[-1])
     if proc.returncode != 0:
-        return {"error": f"exit {proc.returncode}", "stderr": proc.stderr[-4000:]}
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        result.setdefault("error", f"exit {proc.returncode}")
+        result["stderr"] = proc.stderr[-4000:]
     if proc.stderr.strip():
         result["stderr"] = proc.stderr[-2000:]
     phases = result.get("phases")
-    if samples and phases:
-        result["sessions"] = summarise(samples, phases)
-        zero = phases[0]["at"]
+    if samples:
+        zero = phases[0]["at"] if phases else samples[0][0]
         result["session_series"] = [(round(t - zero, 2), n) for t, n in samples]
+        result["sessions"] = summarise(samples, phases or [])
+        result["sessions"]["max"] = max(n for _, n in samples)
     return result
 
 
@@ -103,6 +108,7 @@ class Run:
                         "db_workers": a.db_workers,
                         "db_worker_interval": a.db_worker_interval,
                         "log_dir": str(self.out.parent / "logs"),
+                        "session_cap": a.session_cap,
                     }
                     started = time.monotonic()
                     result = run_child(config, spec, a.timeout * 4)
@@ -125,6 +131,7 @@ class Run:
                         "repeats": a.repeats,
                         "timeout_s": a.timeout,
                         "ui": rows == max(a.scale_sizes),
+                        "session_cap": a.session_cap,
                     }
                     started = time.monotonic()
                     result = run_child(config, spec, a.timeout * 6)

@@ -134,7 +134,10 @@ def ui_times() -> dict[str, Any]:
         User.objects.filter(username="bench").delete()
         client = Client()
         client.force_login(User.objects.create_superuser("bench", "bench@example.com", "bench"))
-        for label, url in [("admin_changelist", "/admin/taskq/task/"), ("admin_queued", "/admin/taskq/task/?status__exact=queued")]:
+        for label, url in [
+            ("admin_changelist", "/admin/taskq/task/"),
+            ("admin_queued", "/admin/taskq/task/?status__exact=queued"),
+        ]:
             times, status = [], 0
             for _ in range(3):
                 p0 = time.perf_counter()

@@ -51,7 +51,7 @@ TEMPLATES = [
 
 # The peers are importable only in the benchmark virtualenv; bench/run always uses it.
 try:
-    import django_tasks_db  # noqa: F401
+    import django_tasks_db  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
 
     INSTALLED_APPS += ["django_tasks", "django_tasks_db"]
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}

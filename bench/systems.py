@@ -191,4 +191,3 @@ def make(name: str, options: dict[str, Any]) -> System:
             Path(options["log_dir"]),
         )
     raise ValueError(f"unknown system {name!r}; choose from {sorted([*simple, 'db-worker'])}")
-

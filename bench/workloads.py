@@ -53,8 +53,8 @@ def w2(system: System, n: int, wait: float, timeout: float, wait_results: bool =
     return result
 
 
-def _twin(n: int, t: float) -> Twin:
-    return Twin.objects.create(path="bench.tasks.write", args=[n, t, 0.0], kwargs={}, signature="0" * 64)
+def _twin(n: int, t: float) -> None:
+    Twin.objects.create(path="bench.tasks.write", args=[n, t, 0.0], kwargs={}, signature="0" * 64)
 
 
 def w3(system: System, n: int, gap: float, timeout: float, wait_results: bool = True) -> dict[str, Any]:

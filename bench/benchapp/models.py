@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 from django.utils import timezone
 
@@ -13,6 +15,11 @@ class Item(models.Model):
     t_enq = models.FloatField()
     t_start = models.FloatField()
     t_done = models.FloatField()
+
+    objects: ClassVar[models.Manager[Item]] = models.Manager()
+
+    def __str__(self) -> str:
+        return f"item {self.n}"
 
 
 class Twin(models.Model):
@@ -39,6 +46,8 @@ class Twin(models.Model):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
 
+    objects: ClassVar[models.Manager[Twin]] = models.Manager()
+
     class Meta:
         indexes = [
             models.Index(fields=["status", "-priority", "run_after", "enqueued_at"], name="twin_claim_idx"),
@@ -46,3 +55,6 @@ class Twin(models.Model):
             models.Index(fields=["status", "finished_at"], name="twin_finished_idx"),
             models.Index(fields=["enqueued_at"], name="twin_enqueued_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"twin {self.pk}"
