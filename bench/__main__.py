@@ -33,7 +33,14 @@ def _ints(value: str) -> list[int]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     p.add_argument("--configs", type=_list(list(CONFIGS)), default=list(CONFIGS))
-    p.add_argument("--systems", type=_list(SYSTEMS), default=SYSTEMS)
+    p.add_argument("--systems", type=_list(), default=SYSTEMS, help=f"from {SYSTEMS}, and taskq:NAME")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also measure system taskq:NAME: the taskq package in DIR (a proposed change)",
+    )
     p.add_argument("--workloads", type=_list(["w1", "w2", "w3"]), default=["w1", "w2", "w3"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--w1", type=int, default=2000, help="W1 tasks (2000)")
@@ -64,7 +71,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    args.variants = dict(v.split("=", 1) for v in args.variant)
+    args.systems += [f"taskq:{name}" for name in args.variants if f"taskq:{name}" not in args.systems]
+    unknown = [s for s in args.systems if s not in SYSTEMS and s.partition(":")[2] not in args.variants]
+    if unknown:
+        p.error(f"unknown systems {unknown}; choose from {SYSTEMS} or add --variant NAME=DIR")
     if args.quick:
         args.repeats, args.w1, args.w2, args.w3, args.idle = 1, 200, 80, 50, 1.0
         args.scale_sizes, args.scale_w1 = [1000, 20_000], 200

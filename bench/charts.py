@@ -16,6 +16,11 @@ import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 from bench.report import METRICS
 from bench.stats import median
 
+
+def _colour(system: str) -> str | None:
+    return "#7fbc41" if system.startswith("taskq:") else COLOURS.get(system)
+
+
 COLOURS = {
     "taskq": "#1b7837",
     "executor": "#2166ac",
@@ -58,7 +63,7 @@ def _bars(ax: Any, data: dict[str, Any], metric: str, ylabel: str, log: bool = F
             ys.append(mid)
             lo.append(mid - min(values))
             hi.append(max(values) - mid)
-        ax.bar(xs, ys, width, yerr=[lo, hi], label=system, color=COLOURS.get(system), capsize=2)
+        ax.bar(xs, ys, width, yerr=[lo, hi], label=system, color=_colour(system), capsize=2)
     ax.set_xticks(range(len(configs)), configs)
     ax.set_ylabel(ylabel)
     if log:
@@ -90,7 +95,7 @@ def latency(data: dict[str, Any], out: Path) -> None:
             )
             if values:
                 ys = [(i + 1) / len(values) for i in range(len(values))]
-                ax.plot([max(v, 0.01) for v in values], ys, label=system, color=COLOURS.get(system))
+                ax.plot([max(v, 0.01) for v in values], ys, label=system, color=_colour(system))
         ax.set_xscale("log")
         ax.set_title(config)
         ax.set_xlabel("pickup latency, ms (log)")
@@ -121,7 +126,7 @@ def connections(data: dict[str, Any], out: Path) -> None:
                 [t for t, _ in series],
                 [n for _, n in series],
                 label=system,
-                color=COLOURS.get(system),
+                color=_colour(system),
                 linewidth=1,
             )
         ax.set_title(

@@ -98,5 +98,15 @@ def _helper_rss_mb(pids: list[int]) -> float | None:
 
 
 if __name__ == "__main__":
-    result = main(json.loads(sys.argv[1]))
+    try:
+        result = main(json.loads(sys.argv[1]))
+    except Exception as exc:
+        import os
+        import traceback
+
+        traceback.print_exc()
+        sys.stdout.write("\n" + json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        sys.stdout.flush()
+        # A failed system may have threads stuck for good: do not wait for them.
+        os._exit(2)
     sys.stdout.write("\n" + json.dumps(result) + "\n")

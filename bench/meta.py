@@ -93,6 +93,7 @@ def collect(configs: list[Config], args: dict[str, Any]) -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": {p: _version(p) for p in PACKAGES},
         "taskq_commit": _git_commit(),
+        "taskq_source": os.environ.get("BENCH_TASKQ_SRC") or "this checkout",
         "servers": {e: _server_version(e) for e in engines} | {"sqlite": sqlite3.sqlite_version},
         "configs": {c.name: c.env() for c in configs},
         "args": args,

@@ -51,6 +51,14 @@ METRICS: dict[str, Any] = {
 }
 
 
+def _short(error: str) -> str:
+    """ "aborted", "stalled", or the exception's name: enough for a table cell."""
+    head, _, rest = error.partition(": ")
+    if head == "aborted":
+        return "aborted: too many sessions"
+    return rest.split(":")[0][:40] if rest.startswith("stalled") else head
+
+
 def _worst(metric: Any, runs: list[dict[str, Any]]) -> Any:
     return max((v for v in map(metric, runs) if v is not None), default=None)
 
@@ -69,7 +77,7 @@ def aggregate(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
         row["idle_max"] = _worst(METRICS["idle"], ok)
         row["runs"], row["errors"] = len(ok), len(runs) - len(ok)
         row["sessions_max"] = max((_get(r, "sessions", "max") or 0 for r in runs), default=None)
-        errors = sorted({str(r["error"]).split(":")[0] for r in runs if "error" in r})
+        errors = sorted({_short(str(r["error"])) for r in runs if "error" in r})
         row["note"] = ", ".join(errors)
         out[key] = row
     return out
@@ -134,15 +142,16 @@ def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
     """taskq against the best durable peer and the executor, per setup."""
     header = [
         "setup",
-        "taskq W1/s",
+        "system",
+        "W1/s",
         "best durable peer W1/s",
         "taskq ÷ peer",
         "executor W1/s",
         "taskq ÷ executor",
     ]
     rows = []
-    for config in sorted({c for c, _ in agg}):
-        taskq = agg.get((config, "taskq"), {}).get("w1_tps")
+    for config, system in sorted(k for k in agg if k[1].startswith("taskq")):
+        taskq = agg[(config, system)]["w1_tps"]
         peers = [
             (agg[(config, p)]["w1_tps"], p)
             for p in PEERS
@@ -152,6 +161,7 @@ def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
         executor = agg.get((config, "executor"), {}).get("w1_tps")
         rows.append([
             config,
+            system,
             _fmt(taskq, 0),
             f"{_fmt(best[0], 0)} ({best[1]})" if best[0] else "-",
             _fmt(taskq / best[0], 2) if taskq and best[0] else "-",

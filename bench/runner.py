@@ -19,9 +19,12 @@ from bench.settings import database
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def child_env(config: Config) -> dict[str, str]:
+def child_env(config: Config, taskq_src: str | None = None) -> dict[str, str]:
     """The environment of a benchmark process for ``config``."""
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    # A variant (or BENCH_TASKQ_SRC) measures another copy of the taskq package, such as a
+    # proposed change, in place of this checkout's, with everything else the same.
+    sources = [taskq_src or os.environ.get("BENCH_TASKQ_SRC"), str(ROOT), os.environ.get("PYTHONPATH")]
+    path = os.pathsep.join(filter(None, sources))
     return {**os.environ, **config.env(), "PYTHONPATH": path}
 
 
@@ -37,15 +40,16 @@ def prepare(config: Config) -> None:
     )
 
 
-def run_child(config: Config, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def run_child(
+    config: Config, spec: dict[str, Any], timeout: float, taskq_src: str | None = None
+) -> dict[str, Any]:
     """Run one measured process, watching the server's sessions on the side."""
     command = [sys.executable, "-m", "bench.child", json.dumps(spec)]
     settings = database(config.engine, 0, 0)
+    env = child_env(config, taskq_src)
 
     def launch() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            command, env=child_env(config), cwd=ROOT, capture_output=True, text=True, timeout=timeout
-        )
+        return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
     if config.server:
         with SessionSampler(config.engine, settings) as sampler:
@@ -111,7 +115,8 @@ class Run:
                         "session_cap": a.session_cap,
                     }
                     started = time.monotonic()
-                    result = run_child(config, spec, a.timeout * 4)
+                    src = a.variants.get(system.partition(":")[2]) if system.startswith("taskq:") else None
+                    result = run_child(config, spec, a.timeout * 4, src)
                     result |= {"config": config.name, "system": system, "repeat": repeat}
                     self.data["runs"].append(result)
                     self.save()

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 THREADS = 8
+# A system that makes no progress for this long has failed (say, threads stuck waiting for
+# a connection from an exhausted pool); give up rather than wait for the full timeout.
+STALL_S = 30.0
 
 
 class System:
@@ -83,9 +86,11 @@ class ThreadPerTask(System):
     def submit(self, n: int, t_enq: float, wait: float) -> None:
         from bench import tasks
 
-        tasks.SLOTS.acquire()
+        if not tasks.SLOTS.acquire(timeout=STALL_S):
+            raise TimeoutError(f"stalled: no thread finished in {STALL_S:g}s")
         target = getattr(tasks, self.body)
-        thread = threading.Thread(target=target, args=(n, t_enq, wait), name=f"bench-{n}")
+        # Daemon, so a stalled run can still exit.
+        thread = threading.Thread(target=target, args=(n, t_enq, wait), name=f"bench-{n}", daemon=True)
         thread.start()
         if len(self.threads) > 64:
             self.threads = [t for t in self.threads if t.is_alive()]
@@ -184,6 +189,11 @@ def make(name: str, options: dict[str, Any]) -> System:
     }
     if name in simple:
         return simple[name]()
+    if name.startswith("taskq:"):
+        # A variant: the same system, with another copy of taskq first on the path.
+        variant = Taskq()
+        variant.name = name
+        return variant
     if name == "db-worker":
         return DbWorker(
             options.get("db_workers", THREADS),

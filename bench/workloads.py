@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bench.benchapp.models import Item, Twin
 from bench.stats import percentile
-from bench.systems import THREADS, System
+from bench.systems import STALL_S, THREADS, System
 
 # Each workload writes its own range of Item.n, so one table serves all three.
 W1_BASE, W2_BASE, W3_BASE, PROBE_N = 0, 100_000, 200_000, 900_000
@@ -20,9 +20,15 @@ def wait_for_items(lo: int, count: int, timeout: float) -> list[tuple[float, flo
     """Poll until ``count`` items in [lo, lo + count) exist; return their (t_enq, t_start, t_done)."""
     rows = Item.objects.filter(n__gte=lo, n__lt=lo + count)
     deadline = time.monotonic() + timeout
-    while rows.count() < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {rows.count()} of {count} tasks finished within {timeout}s")
+    seen, progress_at = -1, time.monotonic()
+    while (done := rows.count()) < count:
+        now = time.monotonic()
+        if done != seen:
+            seen, progress_at = done, now
+        elif now - progress_at > STALL_S:
+            raise TimeoutError(f"stalled: {done} of {count} tasks finished, none in the last {STALL_S:g}s")
+        if now > deadline:
+            raise TimeoutError(f"only {done} of {count} tasks finished within {timeout}s")
         time.sleep(0.05)
     return list(rows.values_list("t_enq", "t_start", "t_done"))
 
