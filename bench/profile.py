@@ -1,4 +1,4 @@
-"""Profile one W1 run of a system with py-spy and summarise where its threads spend time.
+"""Profile one workload run of a system with py-spy and summarise where its threads spend time.
 
 ``bench/run profile --config pg-age0 [--system taskq] [--tasks 2000]``: writes the raw py-spy
 samples next to the results and prints the functions with the most inclusive samples, per thread role.
@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from bench.configs import CONFIGS
-from bench.runner import ROOT, child_env, prepare
+from bench.runner import WORKDIR, child_env, prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -45,25 +45,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bench/run profile")
     parser.add_argument("--config", choices=list(CONFIGS), default="pg-age0")
     parser.add_argument("--system", default="taskq")
-    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--workload", choices=["w1", "w2", "w3"], default="w1")
+    parser.add_argument("--tasks", type=int, default=None, help="tasks (the workload's default)")
+    parser.add_argument("--taskq-src", default=None, help="profile the taskq package in this directory")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--idle", action="store_true", help="count threads that wait, too")
     args = parser.parse_args()
     config = CONFIGS[args.config]
     prepare(config)
-    spec = {"system": args.system, "workloads": ["w1"], "w1": args.tasks, "idle_s": 0.1, "timeout_s": 300}
-    spec |= {"w2": 0, "w2_wait": 0, "w3": 0, "w3_gap": 0}
-    raw = RESULTS / f"profile-{args.system}-{args.config}.txt"
+    spec = {"system": args.system, "workloads": [args.workload], "idle_s": 0.1, "timeout_s": 300}
+    spec |= {"w1": 2000, "w2": 400, "w2_wait": 0.05, "w3": 200, "w3_gap": 0.02}
+    if args.tasks:
+        spec[args.workload] = args.tasks
+    raw = RESULTS / f"profile-{args.system}-{args.config}-{args.workload}.txt"
     spy = Path(sys.executable).with_name("py-spy")
     command = [str(spy), "record", "-r", str(args.rate), "-f", "raw", "--threads", "-o", str(raw)]
     command += ["--idle"] if args.idle else []
     command += ["--", sys.executable, "-m", "bench.child", json.dumps(spec)]
-    proc = subprocess.run(
-        command, env=child_env(config), cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    env = child_env(config, args.taskq_src)
+    proc = subprocess.run(command, env=env, cwd=WORKDIR, capture_output=True, text=True, check=True)
     result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
-    print(f"W1 {args.system} on {args.config}: {result['w1']}")
+    print(f"{args.workload} {args.system} on {args.config}: {result[args.workload]}")
     print(summarise(raw, args.top))
 
 

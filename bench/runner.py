@@ -17,6 +17,9 @@ from bench.sampler import SessionSampler, summarise
 from bench.settings import database
 
 ROOT = Path(__file__).resolve().parent.parent
+# Benchmark processes start here, not in ROOT: Python puts the working directory first on
+# sys.path, which would shadow a variant's taskq with this checkout's.
+WORKDIR = ROOT / "bench" / "results"
 
 
 def child_env(config: Config, taskq_src: str | None = None) -> dict[str, str]:
@@ -30,12 +33,13 @@ def child_env(config: Config, taskq_src: str | None = None) -> dict[str, str]:
 
 def prepare(config: Config) -> None:
     """Create the database if needed and migrate it."""
+    WORKDIR.mkdir(parents=True, exist_ok=True)
     if config.server:
         create_database(config.engine, database(config.engine, 0, 0))
     subprocess.run(
         [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
         env=child_env(config),
-        cwd=ROOT,
+        cwd=WORKDIR,
         check=True,
     )
 
@@ -49,7 +53,7 @@ def run_child(
     env = child_env(config, taskq_src)
 
     def launch() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(command, env=env, cwd=WORKDIR, capture_output=True, text=True, timeout=timeout)
 
     if config.server:
         with SessionSampler(config.engine, settings) as sampler:
