@@ -38,8 +38,9 @@ def parser() -> argparse.ArgumentParser:
         "--variant",
         action="append",
         default=[],
-        metavar="NAME=DIR",
-        help="also measure system taskq:NAME: the taskq package in DIR (a proposed change)",
+        metavar="NAME=DIR|PATCH.diff",
+        help="also measure system taskq:NAME: the taskq package in DIR, or this checkout's with "
+        "PATCH.diff applied (a proposed change, e.g. bench/proposals/*.diff)",
     )
     p.add_argument("--workloads", type=_list(["w1", "w2", "w3"]), default=["w1", "w2", "w3"])
     p.add_argument("--repeats", type=int, default=3)
@@ -74,7 +75,10 @@ def main(argv: list[str]) -> int:
     p = parser()
     args = p.parse_args(argv)
     args.variants = dict(v.split("=", 1) for v in args.variant)
-    args.systems += [f"taskq:{name}" for name in args.variants if f"taskq:{name}" not in args.systems]
+    # Variants run right after taskq, so both meet the same moment's load.
+    at = args.systems.index("taskq") + 1 if "taskq" in args.systems else len(args.systems)
+    new = [f"taskq:{name}" for name in args.variants if f"taskq:{name}" not in args.systems]
+    args.systems[at:at] = new
     unknown = [s for s in args.systems if s not in SYSTEMS and s.partition(":")[2] not in args.variants]
     if unknown:
         p.error(f"unknown systems {unknown}; choose from {SYSTEMS} or add --variant NAME=DIR")

@@ -17,7 +17,6 @@ from bench.settings import database
 
 PACKAGES = [
     "Django",
-    "django-taskq",
     "django-tasks",
     "django-tasks-db",
     "psycopg",

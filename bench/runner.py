@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # Benchmark processes start here, not in ROOT: Python puts the working directory first on
 # sys.path, which would shadow a variant's taskq with this checkout's.
 WORKDIR = ROOT / "bench" / "results"
+
+
+def variant_source(spec: str, workdir: Path) -> str:
+    """A directory holding a taskq package: ``spec`` itself, or this checkout's with a .diff applied."""
+    if not spec.endswith(".diff"):
+        return spec
+    diff = Path(spec).resolve()
+    target = workdir / "variants" / diff.stem
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(ROOT / "taskq", target / "taskq", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["patch", "-p1", "-s", "-d", str(target), "-i", str(diff)], check=True)
+    return str(target)
 
 
 def child_env(config: Config, taskq_src: str | None = None) -> dict[str, str]:
@@ -98,6 +111,7 @@ class Run:
 
     def workloads(self) -> None:
         a = self.args
+        sources = {name: variant_source(spec, WORKDIR) for name, spec in a.variants.items()}
         for config in self.configs:
             prepare(config)
         for repeat in range(a.repeats):
@@ -119,7 +133,7 @@ class Run:
                         "session_cap": a.session_cap,
                     }
                     started = time.monotonic()
-                    src = a.variants.get(system.partition(":")[2]) if system.startswith("taskq:") else None
+                    src = sources.get(system.partition(":")[2]) if system.startswith("taskq:") else None
                     result = run_child(config, spec, a.timeout * 4, src)
                     result |= {"config": config.name, "system": system, "repeat": repeat}
                     self.data["runs"].append(result)
