@@ -83,7 +83,7 @@ def aggregate(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -91,7 +91,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -107,15 +107,15 @@ def workload_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
         rows.append([
             config,
             system,
-            _fmt(m["w1_tps"], 0),
-            f"{_fmt(m['w2_wall'], 2)} ({_fmt(m['w2_ratio'], 2)})",
-            f"{_fmt(m['pickup_p50'])} / {_fmt(m['pickup_p95'])} / {_fmt(m['pickup_p99'])}",
-            f"{_fmt(m['enqueue_p50'], 2)} / {_fmt(m['enqueue_p99'], 2)}",
-            _fmt(m["create_p50"], 2),
-            _fmt(m["enqueue_ratio"], 2),
+            fmt(m["w1_tps"], 0),
+            f"{fmt(m['w2_wall'], 2)} ({fmt(m['w2_ratio'], 2)})",
+            f"{fmt(m['pickup_p50'])} / {fmt(m['pickup_p95'])} / {fmt(m['pickup_p99'])}",
+            f"{fmt(m['enqueue_p50'], 2)} / {fmt(m['enqueue_p99'], 2)}",
+            fmt(m["create_p50"], 2),
+            fmt(m["enqueue_ratio"], 2),
             f"{m['runs']}" + (f" ({m['errors']} {m['note']})" if m["errors"] else ""),
         ])  # fmt: skip
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def sessions_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
@@ -128,14 +128,14 @@ def sessions_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
         rows.append([
             config,
             system,
-            _fmt(m["peak"], 0),
-            f"{_fmt(m['idle'], 0)} ({_fmt(m['idle_max'], 0)})",
-            f"{_fmt(m['after_stop'], 0)} ({_fmt(m['after_stop_max'], 0)})",
-            _fmt(m["sessions_max"], 0) + (f" ({m['note']})" if m["errors"] else ""),
-            _fmt(m["rss"], 1),
-            _fmt(m["helper_rss"], 0),
+            fmt(m["peak"], 0),
+            f"{fmt(m['idle'], 0)} ({fmt(m['idle_max'], 0)})",
+            f"{fmt(m['after_stop'], 0)} ({fmt(m['after_stop_max'], 0)})",
+            fmt(m["sessions_max"], 0) + (f" ({m['note']})" if m["errors"] else ""),
+            fmt(m["rss"], 1),
+            fmt(m["helper_rss"], 0),
         ])  # fmt: skip
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
@@ -162,20 +162,20 @@ def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
         rows.append([
             config,
             system,
-            _fmt(taskq, 0),
-            f"{_fmt(best[0], 0)} ({best[1]})" if best[0] else "-",
-            _fmt(taskq / best[0], 2) if taskq and best[0] else "-",
-            _fmt(executor, 0),
-            _fmt(taskq / executor, 2) if taskq and executor else "-",
+            fmt(taskq, 0),
+            f"{fmt(best[0], 0)} ({best[1]})" if best[0] else "-",
+            fmt(taskq / best[0], 2) if taskq and best[0] else "-",
+            fmt(executor, 0),
+            fmt(taskq / executor, 2) if taskq and executor else "-",
         ])  # fmt: skip
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _ui(point: dict[str, Any], key: str) -> str:
     """A UI timing; "n/a" where this checkout lacks the feature, blank where it was not measured."""
     if key not in point:
         return ""
-    return _fmt(point[key]["ms"], 0) if point[key] else "n/a"
+    return fmt(point[key]["ms"], 0) if point[key] else "n/a"
 
 
 def scale_table(data: dict[str, Any]) -> str:
@@ -197,12 +197,12 @@ def scale_table(data: dict[str, Any]) -> str:
             s["config"],
             s["mix"],
             f"{s['rows']:,}",
-            f"{_fmt(s['claim_ms']['p50'], 2)} / {_fmt(s['claim_ms']['p95'], 2)}",
-            _fmt(median(s["w1_tasks_per_s"]), 0),
+            f"{fmt(s['claim_ms']['p50'], 2)} / {fmt(s['claim_ms']['p95'], 2)}",
+            fmt(median(s["w1_tasks_per_s"]), 0),
             _ui(s, "admin_changelist"),
             _ui(s, "taskq_status"),
         ])  # fmt: skip
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def render(data: dict[str, Any]) -> str:
@@ -215,6 +215,9 @@ def render(data: dict[str, Any]) -> str:
         parts += ["## Sessions and memory (medians; worst repeat in brackets)", sessions_table(agg)]
     if data.get("scale"):
         parts += ["## Scale", scale_table(data)]
+    from bench import targets
+
+    parts += ["## Targets", targets.render(data)]
     return "\n\n".join(parts)
 
 

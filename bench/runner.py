@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKDIR = ROOT / "bench" / "results"
 
 
-def variant_source(spec: str, workdir: Path) -> str:
+def variant_source(spec: str) -> str:
     """A directory holding a taskq package: ``spec`` itself, or this checkout's with a .diff applied."""
     if not spec.endswith(".diff"):
         return spec
     diff = Path(spec).resolve()
-    target = workdir / "variants" / diff.stem
+    # Outside the checkout, so linters and type checkers never see a second taskq package.
+    target = Path(tempfile.gettempdir()) / "taskq-bench-variants" / diff.stem
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(ROOT / "taskq", target / "taskq", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["patch", "-p1", "-s", "-d", str(target), "-i", str(diff)], check=True)
@@ -111,7 +113,7 @@ class Run:
 
     def workloads(self) -> None:
         a = self.args
-        sources = {name: variant_source(spec, WORKDIR) for name, spec in a.variants.items()}
+        sources = {name: variant_source(spec) for name, spec in a.variants.items()}
         for config in self.configs:
             prepare(config)
         for repeat in range(a.repeats):
