@@ -24,16 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKDIR = ROOT / "bench" / "results"
 
 
-def variant_source(spec: str) -> str:
-    """A directory holding a taskq package: ``spec`` itself, or this checkout's with a .diff applied."""
+def variant_source(name: str, spec: str) -> str:
+    """A directory holding a taskq package: ``spec`` itself, or this checkout's with diffs applied.
+
+    ``spec`` is a directory, or one or more .diff files joined with "+", applied in order.
+    """
     if not spec.endswith(".diff"):
         return spec
-    diff = Path(spec).resolve()
     # Outside the checkout, so linters and type checkers never see a second taskq package.
-    target = Path(tempfile.gettempdir()) / "taskq-bench-variants" / diff.stem
+    target = Path(tempfile.gettempdir()) / "taskq-bench-variants" / name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(ROOT / "taskq", target / "taskq", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["patch", "-p1", "-s", "-d", str(target), "-i", str(diff)], check=True)
+    for diff in spec.split("+"):
+        subprocess.run(["patch", "-p1", "-s", "-d", str(target), "-i", str(Path(diff).resolve())], check=True)
     return str(target)
 
 
@@ -113,7 +116,7 @@ class Run:
 
     def workloads(self) -> None:
         a = self.args
-        sources = {name: variant_source(spec) for name, spec in a.variants.items()}
+        sources = {name: variant_source(name, spec) for name, spec in a.variants.items()}
         for config in self.configs:
             prepare(config)
         for repeat in range(a.repeats):

@@ -9,7 +9,7 @@ from typing import Any
 from taskq.dbconfig import tune
 
 BENCH_DIR = Path(__file__).resolve().parent
-SQLITE_PATH = BENCH_DIR / "results" / "taskq_bench_sqlite.sqlite3"
+SQLITE_PATH = Path(os.environ.get("BENCH_SQLITE_PATH", BENCH_DIR / "results" / "taskq_bench_sqlite.sqlite3"))
 
 SECRET_KEY = "taskq-bench-not-secret"
 DEBUG = False
