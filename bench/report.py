@@ -56,6 +56,8 @@ def _short(error: str) -> str:
     head, _, rest = error.partition(": ")
     if head == "aborted":
         return "aborted: too many sessions"
+    if rest.startswith("tasks failed"):
+        return "tasks failed: " + rest.split(": ")[1]
     return rest.split(":")[0][:40] if rest.startswith("stalled") else head
 
 

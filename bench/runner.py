@@ -71,7 +71,13 @@ def run_child(
     env = child_env(config, taskq_src)
 
     def launch() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(command, env=env, cwd=WORKDIR, capture_output=True, text=True, timeout=timeout)
+        try:
+            return subprocess.run(
+                command, env=env, cwd=WORKDIR, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            # subprocess.run has killed it; record the failure and go on with the next.
+            return subprocess.CompletedProcess(command, -9, "", f"timed out after {timeout:g}s")
 
     if config.server:
         with SessionSampler(config.engine, settings) as sampler:

@@ -88,6 +88,8 @@ class ThreadPerTask(System):
 
         if not tasks.SLOTS.acquire(timeout=STALL_S):
             raise TimeoutError(f"stalled: no thread finished in {STALL_S:g}s")
+        if tasks.FAILURES:
+            raise RuntimeError(f"tasks failed: {tasks.FAILURES[0]}")
         target = getattr(tasks, self.body)
         # Daemon, so a stalled run can still exit.
         thread = threading.Thread(target=target, args=(n, t_enq, wait), name=f"bench-{n}", daemon=True)

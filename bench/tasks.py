@@ -11,6 +11,8 @@ from bench.benchapp.models import Item
 
 # Thread-per-task systems take a slot before starting a thread and give it back here.
 SLOTS = threading.BoundedSemaphore(8)
+# What the bare threads raised: nobody else would ever see it.
+FAILURES: list[str] = []
 
 
 def write(n: int, t_enq: float, wait: float = 0.0) -> None:
@@ -25,6 +27,8 @@ def write_in_thread(n: int, t_enq: float, wait: float = 0.0) -> None:
     """A bare thread's body: the write, nothing else (the seed article's first version)."""
     try:
         write(n, t_enq, wait)
+    except Exception as exc:
+        FAILURES.append(f"{type(exc).__name__}: {exc}")
     finally:
         SLOTS.release()
 
@@ -33,6 +37,8 @@ def write_in_thread_then_close(n: int, t_enq: float, wait: float = 0.0) -> None:
     """The seed article's fix: close this thread's connections when it is done."""
     try:
         write(n, t_enq, wait)
+    except Exception as exc:
+        FAILURES.append(f"{type(exc).__name__}: {exc}")
     finally:
         connections.close_all()
         SLOTS.release()

@@ -16,6 +16,14 @@ from bench.systems import STALL_S, THREADS, System
 W1_BASE, W2_BASE, W3_BASE, PROBE_N = 0, 100_000, 200_000, 900_000
 
 
+def _submit_all(system: System, base: int, n: int, wait: float, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for i in range(n):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stalled: only {i} of {n} tasks handed over within {timeout:g}s")
+        system.submit(base + i, time.time(), wait)
+
+
 def wait_for_items(lo: int, count: int, timeout: float) -> list[tuple[float, float, float]]:
     """Poll until ``count`` items in [lo, lo + count) exist; return their (t_enq, t_start, t_done)."""
     rows = Item.objects.filter(n__gte=lo, n__lt=lo + count)
@@ -36,8 +44,7 @@ def wait_for_items(lo: int, count: int, timeout: float) -> list[tuple[float, flo
 def w1(system: System, n: int, timeout: float, wait_results: bool = True) -> dict[str, Any]:
     """Throughput: ``n`` one-write tasks, from the first enqueue to the last finish."""
     t0 = time.time()
-    for i in range(n):
-        system.submit(W1_BASE + i, time.time(), 0.0)
+    _submit_all(system, W1_BASE, n, 0.0, timeout)
     submitted = time.time()
     result: dict[str, Any] = {"tasks": n, "submit_s": submitted - t0}
     if wait_results:
@@ -50,8 +57,7 @@ def w2(system: System, n: int, wait: float, timeout: float, wait_results: bool =
     """I/O-bound: ``n`` tasks that wait ``wait`` seconds then write; wall time against the ideal."""
     ideal = n * wait / THREADS
     t0 = time.time()
-    for i in range(n):
-        system.submit(W2_BASE + i, time.time(), wait)
+    _submit_all(system, W2_BASE, n, wait, timeout)
     result: dict[str, Any] = {"tasks": n, "ideal_s": ideal}
     if wait_results:
         done = max(row[2] for row in wait_for_items(W2_BASE, n, timeout))
