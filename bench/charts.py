@@ -31,6 +31,12 @@ COLOURS = {
 }
 
 
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _runs(data: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in data["runs"]:
@@ -79,9 +85,7 @@ def throughput(data: dict[str, Any], out: Path) -> None:
     _bars(bottom, data, "w2_ratio", "W2 wall ÷ ideal")
     bottom.axhline(1.10, color="black", linestyle="--", linewidth=0.8)
     bottom.set_title("W2: 400 tasks x 50 ms wait + write, 8 threads (dashed: the 1.10 target)")
-    fig.tight_layout()
-    fig.savefig(out / "bench-throughput.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "bench-throughput.png")
 
 
 def latency(data: dict[str, Any], out: Path) -> None:
@@ -104,9 +108,7 @@ def latency(data: dict[str, Any], out: Path) -> None:
     axes[0][0].set_ylabel("fraction of tasks started")
     axes[0][0].legend(fontsize=8)
     fig.suptitle("W3: pickup latency (enqueue call to task start), all repeats; dotted: 2 ms")
-    fig.tight_layout()
-    fig.savefig(out / "bench-latency.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "bench-latency.png")
 
 
 def connections(data: dict[str, Any], out: Path) -> None:
@@ -136,9 +138,7 @@ def connections(data: dict[str, Any], out: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0, 0].legend(ncol=5, fontsize=8)
     axes[-1, 0].set_xlabel("seconds: W1, idle 2 s, W2, idle, W3, idle, stop")
-    fig.tight_layout()
-    fig.savefig(out / "bench-connections.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "bench-connections.png")
 
 
 def scale(data: dict[str, Any], out: Path) -> None:
@@ -159,9 +159,7 @@ def scale(data: dict[str, Any], out: Path) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     left.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "bench-scale.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "bench-scale.png")
 
 
 def main() -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.stats import median
 
+Agg = dict[tuple[str, str], dict[str, Any]]
 PEERS = ["db-worker"]  # durable peers: the queue a user would pick instead
 SEEDS = ["thread", "executor", "thread-close"]
 
@@ -65,7 +67,7 @@ def _worst(metric: Any, runs: list[dict[str, Any]]) -> Any:
     return max((v for v in map(metric, runs) if v is not None), default=None)
 
 
-def aggregate(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+def aggregate(data: dict[str, Any]) -> Agg:
     """Median of every metric over the repeats, per (config, system); errors are counted."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in data["runs"]:
@@ -99,16 +101,17 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def workload_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
+def _per_system(agg: Agg, header: list[str], cells: Callable[[dict[str, Any]], list[str]]) -> str:
+    """One row per (setup, system): the two names, then ``cells`` of its medians."""
+    return markdown_table(["setup", "system", *header], [[c, s, *cells(m)] for (c, s), m in agg.items()])
+
+
+def workload_table(agg: Agg) -> str:
     header = [
-        "setup", "system", "W1 tasks/s", "W2 wall s (x ideal)", "pickup p50/p95/p99 ms",
+        "W1 tasks/s", "W2 wall s (x ideal)", "pickup p50/p95/p99 ms",
         "enqueue p50/p99 ms", "bare create p50 ms", "enqueue ÷ create", "runs",
     ]  # fmt: skip
-    rows = []
-    for (config, system), m in agg.items():
-        rows.append([
-            config,
-            system,
+    return _per_system(agg, header, lambda m: [
             fmt(m["w1_tps"], 0),
             f"{fmt(m['w2_wall'], 2)} ({fmt(m['w2_ratio'], 2)})",
             f"{fmt(m['pickup_p50'])} / {fmt(m['pickup_p95'])} / {fmt(m['pickup_p99'])}",
@@ -117,19 +120,14 @@ def workload_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
             fmt(m["enqueue_ratio"], 2),
             f"{m['runs']}" + (f" ({m['errors']} {m['note']})" if m["errors"] else ""),
         ])  # fmt: skip
-    return markdown_table(header, rows)
 
 
-def sessions_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
+def sessions_table(agg: Agg) -> str:
     header = [
-        "setup", "system", "peak during", "idle 2 s after (worst)", "after stop (worst)", "most seen",
+        "peak during", "idle 2 s after (worst)", "after stop (worst)", "most seen",
         "peak RSS MB", "worker processes RSS MB",
     ]  # fmt: skip
-    rows = []
-    for (config, system), m in agg.items():
-        rows.append([
-            config,
-            system,
+    return _per_system(agg, header, lambda m: [
             fmt(m["peak"], 0),
             f"{fmt(m['idle'], 0)} ({fmt(m['idle_max'], 0)})",
             f"{fmt(m['after_stop'], 0)} ({fmt(m['after_stop_max'], 0)})",
@@ -137,10 +135,9 @@ def sessions_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
             fmt(m["rss"], 1),
             fmt(m["helper_rss"], 0),
         ])  # fmt: skip
-    return markdown_table(header, rows)
 
 
-def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
+def ratio_table(agg: Agg) -> str:
     """taskq against the best durable peer and the executor, per setup."""
     header = [
         "setup",
@@ -150,6 +147,7 @@ def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
         "taskq ÷ peer",
         "executor W1/s",
         "taskq ÷ executor",
+        "one-thread INSERT ceiling/s",
     ]
     rows = []
     for config, system in sorted(k for k in agg if k[1].startswith("taskq")):
@@ -169,6 +167,8 @@ def ratio_table(agg: dict[tuple[str, str], dict[str, Any]]) -> str:
             fmt(taskq / best[0], 2) if taskq and best[0] else "-",
             fmt(executor, 0),
             fmt(taskq / executor, 2) if taskq and executor else "-",
+            # W1 enqueues from one thread, one INSERT each: no durable queue can beat this.
+            fmt(1000 / create, 0) if (create := agg[(config, system)]["create_p50"]) else "-",
         ])  # fmt: skip
     return markdown_table(header, rows)
 
