@@ -16,9 +16,17 @@ import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 from bench.report import METRICS
 from bench.stats import median
 
+VARIANT_COLOURS = ["#7fbc41", "#b8e186", "#4d9221", "#276419"]
+_variants: list[str] = []
+
 
 def _colour(system: str) -> str | None:
-    return "#7fbc41" if system.startswith("taskq:") else COLOURS.get(system)
+    """A fixed colour per system; shades of taskq's green for its variants, in order of appearance."""
+    if not system.startswith("taskq:"):
+        return COLOURS.get(system)
+    if system not in _variants:
+        _variants.append(system)
+    return VARIANT_COLOURS[_variants.index(system) % len(VARIANT_COLOURS)]
 
 
 COLOURS = {
@@ -91,8 +99,12 @@ def throughput(data: dict[str, Any], out: Path) -> None:
 def latency(data: dict[str, Any], out: Path) -> None:
     groups = _runs(data)
     configs, systems = _order(data)
-    fig, axes = plt.subplots(1, len(configs), figsize=(4 * len(configs), 4), sharey=True, squeeze=False)
-    for ax, config in zip(axes[0], configs, strict=True):
+    cols = min(len(configs), 3)
+    rows = -(-len(configs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.6 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(configs) :]:
+        ax.set_visible(False)
+    for ax, config in zip(axes.flat, configs, strict=False):
         for system in systems:
             values = sorted(
                 v for r in groups.get((config, system), []) for v in r.get("w3", {}).get("pickup_all_ms", [])
