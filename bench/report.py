@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.sampler import resummarise
 from bench.stats import median
 
 Agg = dict[tuple[str, str], dict[str, Any]]
@@ -71,6 +72,9 @@ def aggregate(data: dict[str, Any]) -> Agg:
     """Median of every metric over the repeats, per (config, system); errors are counted."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in data["runs"]:
+        # Older files were summarised with other rules; the raw series is the source of truth.
+        if "session_series" in run:
+            run["sessions"] = resummarise(run)
         groups[(run["config"], run["system"])].append(run)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for key, runs in groups.items():

@@ -38,6 +38,11 @@ class SessionSampler:
             self._stop.wait(max(next_at - time.monotonic(), 0.0))
 
 
+# A closed session lingers in the server's list for a moment while its backend exits, so the
+# count "after the stop" is read this long after stop() returned (the process lives 0.4 s more).
+AFTER_STOP_S = 0.25
+
+
 def summarise(samples: list[tuple[float, int]], phases: list[dict[str, Any]]) -> dict[str, Any]:
     """Peak sessions during each workload, the count when idle after it, and after the stop."""
 
@@ -47,8 +52,19 @@ def summarise(samples: list[tuple[float, int]], phases: list[dict[str, Any]]) ->
     out: dict[str, Any] = {}
     for phase in phases:
         if phase["name"] == "stopped":
-            out["after_stop"] = first_at(phase["at"])
+            out["after_stop"] = first_at(phase["at"] + AFTER_STOP_S)
         elif "begin" in phase:
             during = [n for t, n in samples if phase["begin"] <= t <= phase["end"]]
             out[phase["name"]] = {"peak": max(during, default=None), "idle": first_at(phase["idle_at"])}
+    return out
+
+
+def resummarise(run: dict[str, Any]) -> dict[str, Any] | None:
+    """Recompute a stored run's session figures from its raw series, with the rules above."""
+    series, phases = run.get("session_series"), run.get("phases")
+    if not series or not phases:
+        return run.get("sessions")
+    zero = phases[0]["at"]
+    out = summarise([(zero + t, n) for t, n in series], phases)
+    out["max"] = max(n for _, n in series)
     return out
