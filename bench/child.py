@@ -14,6 +14,7 @@ from typing import Any
 
 
 def main(spec: dict[str, Any]) -> dict[str, Any]:
+    """Set Django up, guard the server's sessions, and run what ``spec`` asks for."""
     import django
 
     django.setup()
@@ -34,6 +35,7 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_workloads(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run W1-W3 against one system with idle gaps, then stop it; return timings and phases."""
     from django.db import connection
 
     from bench import systems, workloads

@@ -78,7 +78,7 @@ class ThreadPerTask(System):
     """A new thread per task (the seed blog post). At most 8 alive, to spare the shared server."""
 
     name = "thread"
-    body = "write_in_thread"
+    close = False
 
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
@@ -90,9 +90,10 @@ class ThreadPerTask(System):
             raise TimeoutError(f"stalled: no thread finished in {STALL_S:g}s")
         if tasks.FAILURES:
             raise RuntimeError(f"tasks failed: {tasks.FAILURES[0]}")
-        target = getattr(tasks, self.body)
         # Daemon, so a stalled run can still exit.
-        thread = threading.Thread(target=target, args=(n, t_enq, wait), name=f"bench-{n}", daemon=True)
+        thread = threading.Thread(
+            target=tasks.write_in_thread, args=(n, t_enq, wait, self.close), name=f"bench-{n}", daemon=True
+        )
         thread.start()
         if len(self.threads) > 64:
             self.threads = [t for t in self.threads if t.is_alive()]
@@ -107,7 +108,7 @@ class ThreadPerTaskClosing(ThreadPerTask):
     """The seed post's fix: the same, but each thread closes its connections at the end."""
 
     name = "thread-close"
-    body = "write_in_thread_then_close"
+    close = True
 
 
 # A module-level executor, as the seed article has it; created on first use.

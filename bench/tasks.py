@@ -23,22 +23,13 @@ def write(n: int, t_enq: float, wait: float = 0.0) -> None:
     Item.objects.create(n=n, t_enq=t_enq, t_start=t_start, t_done=time.time())
 
 
-def write_in_thread(n: int, t_enq: float, wait: float = 0.0) -> None:
-    """A bare thread's body: the write, nothing else (the seed article's first version)."""
+def write_in_thread(n: int, t_enq: float, wait: float = 0.0, close: bool = False) -> None:
+    """A thread's body: the write; with ``close``, the seed post's fix of closing its connections."""
     try:
         write(n, t_enq, wait)
     except Exception as exc:
         FAILURES.append(f"{type(exc).__name__}: {exc}")
     finally:
-        SLOTS.release()
-
-
-def write_in_thread_then_close(n: int, t_enq: float, wait: float = 0.0) -> None:
-    """The seed article's fix: close this thread's connections when it is done."""
-    try:
-        write(n, t_enq, wait)
-    except Exception as exc:
-        FAILURES.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        connections.close_all()
+        if close:
+            connections.close_all()
         SLOTS.release()
