@@ -1,0 +1,117 @@
+"""Django settings for one benchmark process; the BENCH_* environment picks the database setup."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from taskq.dbconfig import tune
+
+BENCH_DIR = Path(__file__).resolve().parent
+SQLITE_PATH = Path(os.environ.get("BENCH_SQLITE_PATH", BENCH_DIR / "results" / "taskq_bench_sqlite.sqlite3"))
+
+SECRET_KEY = "taskq-bench-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "bench.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "static/"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "taskq",
+    "bench.benchapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# The peers are importable only in the benchmark virtualenv; bench/run always uses it.
+try:
+    import django_tasks_db  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+
+    INSTALLED_APPS += ["django_tasks", "django_tasks_db"]
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+except ImportError:
+    pass
+
+
+def database(engine: str, conn_max_age: int, pg_pool: int) -> dict[str, Any]:
+    """One DATABASES entry for ``engine`` (sqlite, postgres or mysql)."""
+    if engine == "sqlite":
+        return tune({"ENGINE": "django.db.backends.sqlite3", "NAME": str(SQLITE_PATH)})
+    host = os.environ.get("BENCH_DB_HOST", "127.0.0.1")
+    if engine == "postgres":
+        entry: dict[str, Any] = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("BENCH_PG_NAME", "taskq_bench_pg"),
+            "USER": os.environ.get("BENCH_PG_USER", "postgres"),
+            "HOST": host,
+            "PORT": os.environ.get("BENCH_PG_PORT", "5432"),
+            "CONN_MAX_AGE": conn_max_age,
+        }
+        if pg_pool:
+            # Django's own psycopg pool; it needs CONN_MAX_AGE 0. Room for 8 runners, a
+            # dispatcher and the enqueuing thread, so no thread waits for a connection.
+            entry["OPTIONS"] = {"pool": {"min_size": 1, "max_size": pg_pool}}
+        return entry
+    if engine == "mysql":
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("BENCH_MY_NAME", "taskq_bench_my"),
+            "USER": os.environ.get("BENCH_MY_USER", "root"),
+            "HOST": host,
+            "PORT": os.environ.get("BENCH_MY_PORT", "3306"),
+            "CONN_MAX_AGE": conn_max_age,
+            "OPTIONS": {"charset": "utf8mb4"},
+        }
+    raise ValueError(f"BENCH_DB must be sqlite, postgres or mysql, not {engine!r}")
+
+
+DATABASES = {
+    "default": database(
+        os.environ.get("BENCH_DB", "sqlite"),
+        int(os.environ.get("BENCH_CONN_MAX_AGE", "0")),
+        int(os.environ.get("BENCH_PG_POOL", "0")),
+    )
+}
+
+# The benchmark starts and stops the pool itself, with 8 threads like every peer.
+TASKQ_AUTOSTART = False
+TASKQ_WORKERS = 8
+TASKQ_POLL_INTERVAL = float(os.environ.get("BENCH_TASKQ_POLL", "1.0"))
+TASKQ_DEFAULT_MAX_ATTEMPTS = 1
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "taskq": {"handlers": ["stderr"], "level": "WARNING"},
+        "django_tasks": {"level": "WARNING"},
+        "django_tasks_db": {"level": "WARNING"},
+    },
+}
