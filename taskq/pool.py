@@ -1,4 +1,4 @@
-"""A bounded pool of threads: one dispatcher that claims tasks and keeps house, N that run them."""
+"""A bounded pool of threads: N that run tasks, and a dispatcher that claims for idle ones and keeps house."""
 
 from __future__ import annotations
 
@@ -137,15 +137,18 @@ class Pool:
 
     def _run(self) -> None:
         me = threading.current_thread()
+        task: Task | None = None
         try:
             while True:
-                task = self._inbox.get()
                 if task is None:
-                    return
+                    task = self._inbox.get()
+                    if task is None:
+                        return
                 if self._stopping.is_set():
                     self._give_back([task])
                     return
-                if not self._run_one(task, me):
+                alive, task = self._run_one(task, me)
+                if not alive:
                     return  # abandoned after a timeout: the pool has replaced this thread
         except BaseException as exc:
             # A task raised SystemExit or KeyboardInterrupt: run_task recorded it and let it
@@ -168,29 +171,61 @@ class Pool:
                     self._wake.set()
                     logger.warning("pool=%s event=capacity_restored capacity=%s", self.name, self._capacity)
 
-    def _run_one(self, task: Task, me: threading.Thread) -> bool:
+    def _run_one(self, task: Task, me: threading.Thread) -> tuple[bool, Task | None]:
+        """Run ``task``; return whether this thread lives on, and the task it claimed next."""
         deadline = time.monotonic() + task.timeout if task.timeout else None
         entry = _Running(task, me, deadline)
         with self._lock:
             self._running[task.pk] = entry
+        if deadline is not None:
+            self._wake.set()  # the dispatcher's wait must end by this deadline
         self._tidy_connections()
+        completed = False
+        following: Task | None = None
         try:
             run_task(task, entry.cancel)
+            completed = True
         except Exception:
             # run_task records task errors itself; this is the database failing while
             # it did so. The lease will lapse and recovery will requeue the task.
             logger.exception("task=%s event=record_failed", task.pk)
         finally:
-            self._tidy_connections()
             with self._lock:
                 # An abandoned attempt can return after the pool claimed the same task
                 # again; the entry under its pk is then the new attempt's, not ours.
                 if self._running.get(task.pk) is entry:
                     del self._running[task.pk]
-                if not entry.abandoned:
+                # A thread that is free again claims its own next task, with its slot
+                # still counted busy so the dispatcher cannot claim for it as well. That
+                # saves the hand-off through the dispatcher between back-to-back tasks.
+                keep_slot = completed and not entry.abandoned and not self._stopping.is_set()
+                if not entry.abandoned and not keep_slot:
                     self._busy -= 1
-            self._wake.set()
-        return not entry.abandoned
+            if keep_slot:
+                following = self._claim_next()
+            else:
+                self._wake.set()
+            # After the claim, so the job's connection serves the claim too, and
+            # CONN_MAX_AGE=0 still closes it before the next job.
+            self._tidy_connections()
+        return not entry.abandoned, following
+
+    def _claim_next(self) -> Task | None:
+        """Claim one task for this thread, which is about to be free; None if none is due."""
+        claimed: list[Task] = []
+        try:
+            claimed = Task.objects.claim(self.name, 1, settings.lease_seconds, self.queues)
+        except Exception:
+            # The dispatcher retries with back-off; this thread just goes back to waiting.
+            logger.exception("pool=%s event=claim_failed", self.name)
+        if claimed:
+            return claimed[0]
+        with self._lock:
+            self._busy -= 1
+        # The dispatcher may be waiting for a deadline this task no longer has, or for a
+        # free slot to hand a task it was told about mid-claim.
+        self._wake.set()
+        return None
 
     def _give_back(self, tasks: list[Task]) -> None:
         try:
