@@ -61,6 +61,7 @@ class Pool:
         self._runners: set[threading.Thread] = set()
         self._abandoned: set[threading.Thread] = set()
         self._busy = 0  # claimed and not yet finished: in the inbox or running
+        self._backlog = False  # due tasks may be waiting: the last claim took all it asked for
         self._capacity = 0  # live runner threads that have not been abandoned
         self._dispatcher: threading.Thread | None = None
         # Held while the dispatcher talks to the database, so a fork can wait for it to
@@ -195,16 +196,17 @@ class Pool:
                 # again; the entry under its pk is then the new attempt's, not ours.
                 if self._running.get(task.pk) is entry:
                     del self._running[task.pk]
-                # A thread that is free again claims its own next task, with its slot
-                # still counted busy so the dispatcher cannot claim for it as well. That
-                # saves the hand-off through the dispatcher between back-to-back tasks.
-                keep_slot = completed and not entry.abandoned and not self._stopping.is_set()
+                # While tasks are waiting, a thread that is free again claims its own next
+                # one, its slot still counted busy so the dispatcher cannot claim for it as
+                # well: back-to-back tasks skip the hand-off through the dispatcher. With
+                # no backlog it just frees the slot, so a quiet queue costs no extra query.
+                keep_slot = (
+                    completed and self._backlog and not entry.abandoned and not self._stopping.is_set()
+                )
                 if not entry.abandoned and not keep_slot:
                     self._busy -= 1
             if keep_slot:
                 following = self._claim_next()
-            else:
-                self._wake.set()
             # After the claim, so the job's connection serves the claim too, and
             # CONN_MAX_AGE=0 still closes it before the next job.
             self._tidy_connections()
@@ -218,12 +220,14 @@ class Pool:
         except Exception:
             # The dispatcher retries with back-off; this thread just goes back to waiting.
             logger.exception("pool=%s event=claim_failed", self.name)
+        with self._lock:
+            self._backlog = bool(claimed)
+            if not claimed:
+                self._busy -= 1
         if claimed:
             return claimed[0]
-        with self._lock:
-            self._busy -= 1
-        # The dispatcher may be waiting for a deadline this task no longer has, or for a
-        # free slot to hand a task it was told about mid-claim.
+        # A task committed during this claim found every thread busy, so the dispatcher
+        # left it to us; the slot is free now, and the dispatcher must look again.
         self._wake.set()
         return None
 
@@ -291,11 +295,15 @@ class Pool:
         """Claim as many due tasks as there are free threads; True if every slot was filled."""
         with self._lock:
             free = self._capacity - self._busy
-        if free <= 0:
-            return False
+            if free <= 0:
+                # Woken, or polled, with every thread busy: tasks may be waiting, so the
+                # next thread to finish claims one for itself.
+                self._backlog = True
+                return False
         tasks = Task.objects.claim(self.name, free, settings.lease_seconds, self.queues)
         with self._lock:
             self._busy += len(tasks)
+            self._backlog = len(tasks) == free  # a full batch may have left more behind
         for task in tasks:
             self._inbox.put(task)
         return len(tasks) == free
