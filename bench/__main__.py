@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=DIR|A.diff[+B.diff]",
         help="also measure system taskq:NAME: the taskq package in DIR, or this checkout's with "
-        "the diffs applied (a proposed change, e.g. bench/proposals/*.diff)",
+        "the diffs applied (a proposed change)",
     )
     p.add_argument("--workloads", type=_list(["w1", "w2", "w3"]), default=["w1", "w2", "w3"])
     p.add_argument("--repeats", type=int, default=3)
