@@ -63,14 +63,18 @@ class TaskQuerySet(models.QuerySet["Task"]):
 
     def claim(self, worker: str, limit: int, lease: float, queues: Sequence[str] | None = None) -> list[Task]:
         """Mark up to ``limit`` due tasks as running by ``worker`` and return them."""
-        if limit <= 0:
+        if limit <= 0 or (queues is not None and not queues):
             return []
         now = timezone.now()
         expires = now + timedelta(seconds=lease)
-        if _updates_returning(connections[self.db]):
-            tasks = self._claim_returning(worker, limit, now, expires, queues)
+        # A claim writes, so it goes where the router sends writes, never to a replica:
+        # the same switch QuerySet.update() and select_for_update() flip.
+        qs = self.all()
+        qs._for_write = True  # type: ignore[attr-defined]  # private in django-stubs
+        if _updates_returning(connections[qs.db]):
+            tasks = qs._claim_returning(worker, limit, now, expires, queues)
         else:
-            tasks = self._claim_locking(worker, limit, now, queues, expires)
+            tasks = qs._claim_locking(worker, limit, now, queues, expires)
             for t in tasks:
                 t.status = Status.RUNNING
                 t.worker = worker
@@ -122,14 +126,21 @@ class TaskQuerySet(models.QuerySet["Task"]):
         converters = [conn.ops.get_db_converters(col) + col.get_db_converters(conn) for col in columns]
         names = [f.attname for f in fields]
         tasks = []
-        for raw in rows:
-            row = list(raw)
-            for i, funcs in enumerate(converters):
-                for func in funcs:
-                    row[i] = func(row[i], columns[i], conn)
-            tasks.append(Task.from_db(self.db, names, row))
+        try:
+            for raw in rows:
+                row = list(raw)
+                for i, funcs in enumerate(converters):
+                    for func in funcs:
+                        row[i] = func(row[i], columns[i], conn)
+                tasks.append(Task.from_db(self.db, names, row))
+        except BaseException:
+            # The claim has committed: give the rows back rather than strand them as
+            # running until their leases lapse, which would count an attempt never made.
+            pk_at = names.index(Task._meta.pk.attname)
+            self.release(worker, [raw[pk_at] for raw in rows])
+            raise
         # RETURNING follows no ORDER BY: put the batch back in the order due() chose.
-        tasks.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at))
+        tasks.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at, t.pk))
         return tasks
 
     def _claim_locking(

@@ -9,25 +9,47 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.apps import apps
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, router
 from django.utils import timezone
 
 from taskq.conf import settings
-from taskq.models import Task, Worker
+from taskq.models import Status, Task, Worker
 from taskq.worker import record_timeout, run_task
 
 logger = logging.getLogger("taskq")
+
+# Every started pool of this process, so a commit wakes them all: the process's own, and
+# one that taskq_worker or a test started by hand.
+_live: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 # Dispatcher back-off after a database error, doubling up to the ceiling.
 ERROR_BACKOFF_MIN = 0.5
 ERROR_BACKOFF_MAX = 30.0
 PRUNE_BATCH = 500
 PRUNE_BATCHES_PER_ROUND = 20
+
+
+def _in_autocommit() -> bool:
+    """True unless this thread's connection was left inside a transaction by the job."""
+    # A job that left autocommit off, or an atomic block open, would make a claim part of
+    # its transaction, which the cleanup after the job then rolls back.
+    conn = connections[router.db_for_write(Task)]
+    try:
+        return conn.connection is None or (not conn.in_atomic_block and conn.get_autocommit())
+    except Exception:  # noqa: BLE001 - any failure here just means: do not claim on it
+        return False  # the cleanup after the job deals with a connection in that state
+
+
+def wake_all() -> None:
+    """Wake every live pool in this process: a task was just committed."""
+    for pool in list(_live):
+        pool.notify()
 
 
 @dataclass(eq=False)
@@ -62,6 +84,7 @@ class Pool:
         self._abandoned: set[threading.Thread] = set()
         self._busy = 0  # claimed and not yet finished: in the inbox or running
         self._backlog = False  # due tasks may be waiting: the last claim took all it asked for
+        self._notified = False  # a task was committed since the dispatcher last looked
         self._capacity = 0  # live runner threads that have not been abandoned
         self._dispatcher: threading.Thread | None = None
         # Held while the dispatcher talks to the database, so a fork can wait for it to
@@ -87,11 +110,13 @@ class Pool:
             target=self._dispatch, name=f"taskq-dispatcher-{self.name}", daemon=True
         )
         self._dispatcher.start()
+        _live.add(self)
         logger.info("pool=%s event=started workers=%s queues=%s", self.name, self.size, self.queues)
         return self
 
     def notify(self) -> None:
         """Wake the dispatcher so it claims at once rather than at the next poll."""
+        self._notified = True
         self._wake.set()
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -191,6 +216,8 @@ class Pool:
             # it did so. The lease will lapse and recovery will requeue the task.
             logger.exception("task=%s event=record_failed", task.pk)
         finally:
+            # Read outside the lock: it asks the connection, which a blocked test can refuse.
+            clean = completed and self._backlog and _in_autocommit()
             with self._lock:
                 # An abandoned attempt can return after the pool claimed the same task
                 # again; the entry under its pk is then the new attempt's, not ours.
@@ -200,13 +227,18 @@ class Pool:
                 # one, its slot still counted busy so the dispatcher cannot claim for it as
                 # well: back-to-back tasks skip the hand-off through the dispatcher. With
                 # no backlog it just frees the slot, so a quiet queue costs no extra query.
-                keep_slot = (
-                    completed and self._backlog and not entry.abandoned and not self._stopping.is_set()
+                keep_slot = clean and self._backlog and not entry.abandoned and not self._stopping.is_set()
+                # A slot freed while work may be due (a backlog, or this task's own
+                # retry) must not wait for the next poll to be filled.
+                wake = (
+                    not entry.abandoned and not keep_slot and (self._backlog or task.status == Status.QUEUED)
                 )
                 if not entry.abandoned and not keep_slot:
                     self._busy -= 1
             if keep_slot:
                 following = self._claim_next()
+            elif wake:
+                self._wake.set()
             # After the claim, so the job's connection serves the claim too, and
             # CONN_MAX_AGE=0 still closes it before the next job.
             self._tidy_connections()
@@ -257,8 +289,12 @@ class Pool:
         next_housekeeping = 0.0
         error_backoff = ERROR_BACKOFF_MIN
         try:
+            polled = True
             while not self._stopping.is_set():
                 self._wake.clear()
+                # Only a commit or a poll hints at waiting tasks; a wake for a new deadline
+                # or a freed slot does not, so it must not start a round of empty claims.
+                hinted, self._notified = self._notified or polled, False
                 full = failed = False
                 with self._talking:
                     try:
@@ -266,7 +302,7 @@ class Pool:
                             self._housekeep()
                             next_housekeeping = time.monotonic() + settings.heartbeat_interval
                         self._expire_timeouts()
-                        full = self._claim()
+                        full = self._claim(hinted)
                         error_backoff = ERROR_BACKOFF_MIN
                     except Exception:
                         logger.exception(
@@ -278,8 +314,11 @@ class Pool:
                 if failed:
                     self._stopping.wait(error_backoff)
                     error_backoff = min(error_backoff * 2, ERROR_BACKOFF_MAX)
-                elif not full:
-                    self._wake.wait(self._next_wait(next_housekeeping))
+                    polled = True
+                elif full:
+                    polled = False
+                else:
+                    polled = not self._wake.wait(self._next_wait(next_housekeeping))
         finally:
             self._shutdown()
 
@@ -291,14 +330,14 @@ class Pool:
         """Let the dispatcher talk to the database again after hold_for_fork()."""
         self._talking.release()
 
-    def _claim(self) -> bool:
+    def _claim(self, hinted: bool) -> bool:
         """Claim as many due tasks as there are free threads; True if every slot was filled."""
         with self._lock:
             free = self._capacity - self._busy
             if free <= 0:
-                # Woken, or polled, with every thread busy: tasks may be waiting, so the
-                # next thread to finish claims one for itself.
-                self._backlog = True
+                # Told of a commit, or polled, with every thread busy: tasks may be
+                # waiting, so the next thread to finish claims one for itself.
+                self._backlog = self._backlog or hinted
                 return False
         tasks = Task.objects.claim(self.name, free, settings.lease_seconds, self.queues)
         with self._lock:
@@ -417,5 +456,6 @@ class Pool:
             logger.exception("pool=%s event=unregister_failed", self.name)
         finally:
             connections.close_all()
+            _live.discard(self)
             self._stopped.set()
             logger.info("pool=%s event=stopped", self.name)

@@ -109,10 +109,12 @@ def stop(timeout: float | None = None) -> bool:
 
 
 def notify() -> None:
-    """Wake this process's pool, if it has one, because a task was just committed."""
-    pool = get_pool()
-    if pool is not None:
-        pool.notify()
+    """Wake this process's pools, if it has any, because a task was just committed."""
+    # Every pool, not just get_pool()'s: taskq_worker's, and one a test started, must
+    # see a task that one of their own tasks enqueued without waiting for a poll.
+    from taskq.pool import wake_all  # it needs the models
+
+    wake_all()
 
 
 def _before_fork() -> None:

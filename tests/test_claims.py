@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
+from django.db.models.signals import post_init
 
-from taskq import enqueue
-from taskq.models import Status, Task
+from taskq import enqueue, options
+from taskq.models import Status, Task, Worker
 from taskq.pool import Pool
 from taskq.signals import task_finished
 from tests.helpers import wait_until
@@ -51,7 +52,7 @@ def test_concurrent_claimers_never_share_a_task() -> None:
             while batch := Task.objects.claim(name, 4, 60):
                 assert len(batch) <= 4
                 mine.extend(t.pk for t in batch)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:  # reported by the main thread
             errors.append(exc)
         finally:
             taken[name] = mine
@@ -128,3 +129,84 @@ def test_a_failed_claim_by_a_runner_is_logged_and_the_pool_recovers(
     assert Task.objects.get(pk=second).result == 5
     assert pool.alive
     wait_until(lambda: pool.busy == 0)
+
+
+class ReadsFromAReplica:
+    """A primary/replica router whose replica does not even exist: any read sent there fails."""
+
+    def db_for_read(self, model: Any, **hints: Any) -> str:
+        return "replica"
+
+    def db_for_write(self, model: Any, **hints: Any) -> str:
+        return "default"
+
+
+@pytest.mark.django_db
+def test_a_claim_goes_to_the_database_writes_go_to(settings: Any) -> None:
+    pk = enqueue(tasks.add, 1, 2).pk
+    settings.DATABASE_ROUTERS = ["tests.test_claims.ReadsFromAReplica"]
+    [claimed] = Task.objects.claim("me", 1, 60)
+    assert claimed.pk == pk
+    settings.DATABASE_ROUTERS = []
+    assert Task.objects.get(pk=pk).status == Status.RUNNING
+
+
+@pytest.mark.django_db
+def test_a_claim_for_no_queues_claims_nothing() -> None:
+    enqueue(tasks.add, 1, 2)
+    assert Task.objects.claim("me", 5, 60, queues=[]) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_that_fails_after_its_update_gives_the_rows_back() -> None:
+    pk = enqueue(tasks.add, 1, 2).pk
+
+    def refuse(sender: Any, instance: Task, **kwargs: Any) -> None:
+        raise RuntimeError("a post_init receiver failed")
+
+    post_init.connect(refuse, sender=Task)
+    try:
+        with pytest.raises(RuntimeError):
+            Task.objects.claim("me", 5, 60)
+    finally:
+        post_init.disconnect(refuse, sender=Task)
+    task = Task.objects.get(pk=pk)
+    assert (task.status, task.attempts, task.started_at) == (Status.QUEUED, 0, None)
+
+
+def test_a_slot_freed_by_a_failing_receiver_is_filled_without_a_poll(make_pool: MakePool) -> None:
+    pool = make_pool(workers=1, poll_interval=60.0)
+    gate = enqueue(tasks.block, "gate").pk
+    wait_until(lambda: Task.objects.running().filter(pk=gate).exists())
+
+    def fail(sender: Any, task: Task, **kwargs: Any) -> None:
+        if task.pk == gate:
+            raise RuntimeError("a task_finished receiver failed")
+
+    task_finished.connect(fail)
+    try:
+        after = enqueue(tasks.add, 2, 2).pk  # every thread is busy: a backlog
+        tasks.event("gate").set()
+        # Sooner than the 60 s poll or the 15 s heartbeat: the failed thread woke the dispatcher.
+        wait_until(lambda: finished(after), timeout=10)
+    finally:
+        task_finished.disconnect(fail)
+    assert Task.objects.get(pk=gate).status == Status.SUCCEEDED
+    wait_until(lambda: pool.busy == 0)
+
+
+def test_an_immediate_retry_runs_without_a_poll(make_pool: MakePool) -> None:
+    make_pool(workers=2, poll_interval=60.0)
+    pk = options(max_attempts=3).enqueue(tasks.retry_in, 0).pk
+    wait_until(lambda: finished(pk), timeout=20)
+    task = Task.objects.get(pk=pk)
+    assert (task.status, task.attempts) == (Status.FAILED, 3)
+
+
+def test_a_commit_wakes_a_pool_started_by_hand(make_pool: MakePool) -> None:
+    pool = make_pool(workers=1, poll_interval=60.0)
+    wait_until(lambda: Worker.objects.filter(name=pool.name).exists())
+    pk = enqueue(tasks.add, 20, 22).pk
+    # Sooner than the 60 s poll or the 15 s heartbeat: the commit woke this pool.
+    wait_until(lambda: finished(pk), timeout=10)
+    assert Task.objects.get(pk=pk).result == 42
