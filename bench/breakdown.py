@@ -152,8 +152,11 @@ def main() -> None:
             cwd=WORKDIR,
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
+        if proc.returncode:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}")
+            continue
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         fixed = ", ".join(f"{k} {v}" for k, v in result["fixed"].items())
         stages = ", ".join(f"{k} {v}" for k, v in result["pickup"].items())

@@ -27,7 +27,7 @@ WORKER_LOST = (
 )
 
 
-def _updates_returning(conn: BaseDatabaseWrapper) -> bool:
+def claims_in_one_statement(conn: BaseDatabaseWrapper) -> bool:
     """True where one UPDATE ... RETURNING can claim: PostgreSQL, and SQLite 3.35 or later."""
     if conn.vendor == "postgresql":
         return True
@@ -71,7 +71,7 @@ class TaskQuerySet(models.QuerySet["Task"]):
         # the same switch QuerySet.update() and select_for_update() flip.
         qs = self.all()
         qs._for_write = True  # type: ignore[attr-defined]  # private in django-stubs
-        if _updates_returning(connections[qs.db]):
+        if claims_in_one_statement(connections[qs.db]):
             tasks = qs._claim_returning(worker, limit, now, expires, queues)
         else:
             tasks = qs._claim_locking(worker, limit, now, queues, expires)

@@ -19,7 +19,7 @@ from django.db import close_old_connections, connections, router
 from django.utils import timezone
 
 from taskq.conf import settings
-from taskq.models import Status, Task, Worker
+from taskq.models import Status, Task, Worker, claims_in_one_statement
 from taskq.worker import record_timeout, run_task
 
 logger = logging.getLogger("taskq")
@@ -35,11 +35,16 @@ PRUNE_BATCH = 500
 PRUNE_BATCHES_PER_ROUND = 20
 
 
-def _in_autocommit() -> bool:
-    """True unless this thread's connection was left inside a transaction by the job."""
+def _runner_may_claim() -> bool:
+    """True if a runner may claim its own next task on this thread's connection."""
+    conn = connections[router.db_for_write(Task)]
+    if not claims_in_one_statement(conn):
+        # MariaDB's locking claim holds a row lock on every row it scans until it commits.
+        # Eight runners doing that at once behind many delayed tasks filled InnoDB's lock
+        # heap until the server aborted; there the dispatcher stays the only claimer.
+        return False
     # A job that left autocommit off, or an atomic block open, would make a claim part of
     # its transaction, which the cleanup after the job then rolls back.
-    conn = connections[router.db_for_write(Task)]
     try:
         return conn.connection is None or (not conn.in_atomic_block and conn.get_autocommit())
     except Exception:  # noqa: BLE001 - any failure here just means: do not claim on it
@@ -217,7 +222,7 @@ class Pool:
             logger.exception("task=%s event=record_failed", task.pk)
         finally:
             # Read outside the lock: it asks the connection, which a blocked test can refuse.
-            clean = completed and self._backlog and _in_autocommit()
+            clean = completed and self._backlog and _runner_may_claim()
             with self._lock:
                 # An abandoned attempt can return after the pool claimed the same task
                 # again; the entry under its pk is then the new attempt's, not ours.
