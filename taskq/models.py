@@ -265,7 +265,9 @@ class Task(models.Model):
             models.Index(fields=["status", "-priority", "run_after", "enqueued_at"], name="taskq_claim_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="taskq_lease_idx"),
             models.Index(fields=["status", "finished_at"], name="taskq_finished_idx"),
-            models.Index(fields=["enqueued_at"], name="taskq_enqueued_idx"),
+            # The admin's default ordering (-enqueued_at, -id), so its first page is an index
+            # scan even when a burst of tasks shares one enqueued_at.
+            models.Index(fields=["enqueued_at", "id"], name="taskq_enqueued_id_idx"),
             # The admin's filters, each with its newest-first ordering, so a filtered page
             # and the filter's list of distinct values are index scans at any table size.
             models.Index(fields=["status", "enqueued_at", "id"], name="taskq_status_enqueued_idx"),
