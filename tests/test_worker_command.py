@@ -16,6 +16,7 @@ from taskq.models import Status, Task, Worker
 from tests import processes
 from tests.helpers import taskq_threads, wait_until
 from tests.testapp import tasks
+from tests.testapp.models import Item
 
 
 def test_burst_runs_every_due_task_of_its_queues_then_returns(transactional_db: None) -> None:
@@ -128,8 +129,9 @@ def test_a_signal_lets_the_running_task_finish_and_leaves_the_rest_queued(
     with processes.started("taskq_worker", "--workers", "1") as worker:
         wait_until(Worker.objects.exists, timeout=60)
         # Nobody sets this event in the worker's process, so the task runs for its full second.
-        running = enqueue(tasks.block, "never-set", timeout=1.0)
-        wait_until(Task.objects.filter(pk=running.pk, status=Status.RUNNING).exists)
+        running = enqueue(tasks.mark_then_block, "never-set", timeout=1.0)
+        # Started, not just claimed: a claimed task that has not started yet is given back.
+        wait_until(Item.objects.filter(name="never-set").exists)
         waiting = enqueue(tasks.add, 1, 1)  # its only thread is busy, so nothing claims this one
         worker.send_signal(signum)
         out, err = worker.communicate(timeout=60)

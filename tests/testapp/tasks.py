@@ -72,6 +72,12 @@ def block(name: str, timeout: float = 30.0) -> str:
     return "released" if released else "gave up waiting"
 
 
+def mark_then_block(name: str, timeout: float = 30.0) -> str:
+    """Write an Item, which another process can see, once started; then wait like block()."""
+    Item.objects.create(name=name)
+    return block(name, timeout)
+
+
 def wait_for_cancel(name: str, timeout: float = 30.0) -> str:
     event(f"{name}:started").set()
     context = taskq.current_task()
