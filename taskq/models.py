@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from django.db import connections, models, transaction
+from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
+
+from taskq.statements import DUE_ORDER, claim_returning, update_task
 
 
 class Status(models.TextChoices):
@@ -59,7 +61,7 @@ class TaskQuerySet(models.QuerySet["Task"]):
         qs = self.queued().filter(run_after__lte=now or timezone.now())
         if queues is not None:
             qs = qs.filter(queue__in=list(queues))
-        return qs.order_by("-priority", "run_after", "enqueued_at")
+        return qs.order_by(*DUE_ORDER)
 
     def claim(self, worker: str, limit: int, lease: float, queues: Sequence[str] | None = None) -> list[Task]:
         """Mark up to ``limit`` due tasks as running by ``worker`` and return them."""
@@ -72,7 +74,9 @@ class TaskQuerySet(models.QuerySet["Task"]):
         qs = self.all()
         qs._for_write = True  # type: ignore[attr-defined]  # private in django-stubs
         if claims_in_one_statement(connections[qs.db]):
-            tasks = qs._claim_returning(worker, limit, now, expires, queues)
+            tasks = claim_returning(qs.db, worker, limit, now, expires, queues, Status.QUEUED, Status.RUNNING)
+            # RETURNING follows no ORDER BY: put the batch back in the order due() chose.
+            tasks.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at, t.pk))
         else:
             tasks = qs._claim_locking(worker, limit, now, queues, expires)
             for t in tasks:
@@ -81,66 +85,6 @@ class TaskQuerySet(models.QuerySet["Task"]):
                 t.attempts += 1
                 t.started_at = now
                 t.lease_expires_at = expires
-        return tasks
-
-    def _claim_returning(
-        self, worker: str, limit: int, now: datetime, expires: datetime, queues: Sequence[str] | None
-    ) -> list[Task]:
-        # One UPDATE ... RETURNING in autocommit: one round trip and one commit, where the
-        # locking path below costs BEGIN, SELECT, UPDATE and COMMIT. The pickup latency of
-        # an idle pool and every runner's next claim are mostly this statement.
-        conn = connections[self.db]
-        qn = conn.ops.quote_name
-        table = qn(Task._meta.db_table)
-        picked, params = self.due(now, queues).values("id")[:limit].query.get_compiler(self.db).as_sql()
-        if conn.features.has_select_for_update_skip_locked:
-            # select_for_update() refuses to compile outside atomic(); the statement is its
-            # own transaction here, so the clause is added by hand.
-            picked += " FOR UPDATE SKIP LOCKED"
-        fields = Task._meta.concrete_fields
-        # A CTE rather than IN (subquery): PostgreSQL may evaluate a plain subquery more than
-        # once per UPDATE, and with SKIP LOCKED a second pass could claim beyond ``limit``.
-        # Identifiers come from quote_name and every value is a parameter, hence the noqa.
-        returning = ", ".join(qn(f.column) for f in fields)
-        sql = (
-            f"WITH picked AS MATERIALIZED ({picked}) UPDATE {table} SET {qn('status')} = %s, "  # noqa: S608
-            f"{qn('worker')} = %s, "
-            f"{qn('attempts')} = {qn('attempts')} + 1, {qn('started_at')} = %s, "
-            f"{qn('lease_expires_at')} = %s WHERE {qn('id')} IN (SELECT picked.{qn('id')} FROM picked) "
-            f"AND {qn('status')} = %s RETURNING {returning}"
-        )
-        started = Task._meta.get_field("started_at")
-        args = [
-            *params,
-            Status.RUNNING,
-            worker,
-            started.get_db_prep_value(now, conn),
-            started.get_db_prep_value(expires, conn),
-            Status.QUEUED,
-        ]
-        with conn.cursor() as cursor:
-            cursor.execute(sql, args)
-            rows = cursor.fetchall()
-        # The same conversions a queryset applies: JSON decoding, and SQLite's text dates.
-        columns = [f.get_col(Task._meta.db_table) for f in fields]
-        converters = [conn.ops.get_db_converters(col) + col.get_db_converters(conn) for col in columns]
-        names = [f.attname for f in fields]
-        tasks = []
-        try:
-            for raw in rows:
-                row = list(raw)
-                for i, funcs in enumerate(converters):
-                    for func in funcs:
-                        row[i] = func(row[i], columns[i], conn)
-                tasks.append(Task.from_db(self.db, names, row))
-        except BaseException:
-            # The claim has committed: give the rows back rather than strand them as
-            # running until their leases lapse, which would count an attempt never made.
-            pk_at = names.index(Task._meta.pk.attname)
-            self.release(worker, [raw[pk_at] for raw in rows])
-            raise
-        # RETURNING follows no ORDER BY: put the batch back in the order due() chose.
-        tasks.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at, t.pk))
         return tasks
 
     def _claim_locking(
@@ -285,19 +229,18 @@ class Task(models.Model):
     def _finish(self, cancelled_ok: bool = False, **fields: Any) -> bool:
         # Conditional on still being ours: a task whose lease was recovered, or that
         # timed out and was abandoned, must not have its outcome written twice.
-        mine = Task.objects.filter(
-            pk=self.pk, status=Status.RUNNING, worker=self.worker, attempts=self.attempts
-        )
+        using = router.db_for_write(Task, instance=self)
+        mine: dict[str, Any] = {"status": Status.RUNNING, "worker": self.worker, "attempts": self.attempts}
         if cancelled_ok:
             # The common case costs one UPDATE; only a task asked to stop costs a second.
-            updated = mine.filter(cancel_requested=False).update(**fields)
+            updated = update_task(using, self.pk, {**mine, "cancel_requested": False}, fields)
             if not updated:
                 fields["status"] = Status.CANCELLED
                 fields.setdefault("finished_at", timezone.now())
                 fields.pop("run_after", None)
-                updated = mine.update(**fields)
+                updated = update_task(using, self.pk, mine, fields)
         else:
-            updated = mine.update(**fields)
+            updated = update_task(using, self.pk, mine, fields)
         if updated:
             for name, value in fields.items():
                 setattr(self, name, value)

@@ -153,13 +153,15 @@ class ReadsFromAReplica:
 
 
 @pytest.mark.django_db
-def test_a_claim_goes_to_the_database_writes_go_to(settings: Any) -> None:
+def test_a_claim_and_its_outcome_go_to_the_database_writes_go_to(settings: Any) -> None:
     pk = enqueue(tasks.add, 1, 2).pk
     settings.DATABASE_ROUTERS = ["tests.test_claims.ReadsFromAReplica"]
     [claimed] = Task.objects.claim("me", 1, 60)
     assert claimed.pk == pk
+    # The outcome is a write as well.
+    assert claimed.set_succeeded(3)
     settings.DATABASE_ROUTERS = []
-    assert Task.objects.get(pk=pk).status == Status.RUNNING
+    assert Task.objects.get(pk=pk).status == Status.SUCCEEDED
 
 
 @pytest.mark.django_db

@@ -1,0 +1,97 @@
+"""The hot path's prebuilt SQL reads and writes exactly what the ORM would."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
+
+from taskq import enqueue, options
+from taskq.models import Status, Task
+from tests.testapp import tasks
+
+
+@pytest.mark.django_db
+def test_claims_of_different_shapes_each_take_only_their_queues() -> None:
+    a = options(queue="a").enqueue(tasks.add, 1, 1).pk
+    b = options(queue="b").enqueue(tasks.add, 2, 2).pk
+    c = options(queue="c").enqueue(tasks.add, 3, 3).pk
+    # One queue, then two, then one again: each shape has its own statement.
+    assert [t.pk for t in Task.objects.claim("me", 5, 60, queues=["c"])] == [c]
+    assert [t.pk for t in Task.objects.claim("me", 5, 60, queues=["a", "b"])] == [a, b]
+    assert Task.objects.claim("me", 5, 60, queues=["a"]) == []
+
+
+@pytest.mark.django_db
+def test_the_database_picks_by_priority_then_run_after_then_enqueue_time() -> None:
+    now = timezone.now()
+    late = options(priority=0).enqueue(tasks.add, 0, 0)
+    Task.objects.filter(pk=late.pk).update(run_after=now - timedelta(seconds=1), enqueued_at=now)
+    early = options(priority=0).enqueue(tasks.add, 0, 1)
+    Task.objects.filter(pk=early.pk).update(run_after=now - timedelta(seconds=2), enqueued_at=now)
+    urgent = options(priority=5).enqueue(tasks.add, 0, 2)
+    # Ties on run_after fall to the enqueue time.
+    older = options(priority=0).enqueue(tasks.add, 0, 3)
+    Task.objects.filter(pk=older.pk).update(
+        run_after=now - timedelta(seconds=1), enqueued_at=now - timedelta(seconds=9)
+    )
+    # One at a time, so the ORDER BY inside the statement chooses, not a sort afterwards.
+    order = [Task.objects.claim("me", 1, 60)[0].pk for _ in range(4)]
+    assert order == [urgent.pk, early.pk, older.pk, late.pk]
+
+
+@pytest.mark.django_db
+def test_a_claimed_row_reads_back_as_the_orm_reads_it() -> None:
+    task = options(queue="q", max_attempts=3, timeout=2.5).enqueue(tasks.echo, {"k": [1, "x"]}, flag=True)
+    [claimed] = Task.objects.claim("me", 1, 60)
+    fresh = Task.objects.get(pk=task.pk)
+    for field in Task._meta.concrete_fields:
+        assert getattr(claimed, field.attname) == getattr(fresh, field.attname), field.name
+    assert claimed.args == [{"k": [1, "x"]}]
+    assert claimed.kwargs == {"flag": True}
+    assert claimed.started_at is not None
+    assert timezone.is_aware(claimed.started_at)
+    assert not claimed._state.adding
+    assert claimed._state.db == "default"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("result", [None, 0, "", [], {"nested": [1, None, "two"]}])
+def test_an_outcome_is_stored_as_update_would_store_it(result: object) -> None:
+    enqueue(tasks.add, 1, 2)
+    [task] = Task.objects.claim("me", 1, 60)
+    assert task.set_succeeded(result)
+    row = Task.objects.get(pk=task.pk)
+    assert (row.status, row.result, row.finished_at) == (Status.SUCCEEDED, result, task.finished_at)
+    # None is SQL NULL, as QuerySet.update() writes it, not JSON null.
+    assert Task.objects.filter(pk=task.pk, result__isnull=True).exists() is (result is None)
+    # Written once: the same attempt cannot record a second outcome.
+    assert not task.set_failed("late")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_finished_thread_leaves_no_connection_behind_in_the_statement_cache() -> None:
+    enqueue(tasks.add, 1, 2)
+    wrapper: list[weakref.ref[BaseDatabaseWrapper]] = []
+
+    def claim_and_finish() -> None:
+        try:
+            [task] = Task.objects.claim("me", 1, 60)
+            task.set_succeeded(3)
+            wrapper.append(weakref.ref(connections["default"]))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=claim_and_finish)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert wrapper
+    gc.collect()
+    assert wrapper[0]() is None
