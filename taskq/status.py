@@ -176,11 +176,13 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
     """Read the queue's state in six queries, each served by an index on Task or Worker."""
     now = now or timezone.now()
     queues: dict[str, QueueSummary] = {}
-    for queue, status, n in (
+    # GROUP BY status, queue: the order of taskq_status_queue_idx, so MariaDB groups
+    # along the index instead of through a temporary table.
+    for status, queue, n in (
         Task.objects.order_by()
-        .values_list("queue", "status")
+        .values_list("status", "queue")
         .annotate(n=Count("pk"))
-        .values_list("queue", "status", "n")
+        .values_list("status", "queue", "n")
     ):
         queues.setdefault(queue, QueueSummary()).counts[status] = n
     due = Task.objects.queued().filter(run_after__lte=now).order_by().values("queue")

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from taskq import signing
-from taskq.admin import CappedPaginator, ProbingQuerySet, TaskAdmin
+from taskq.admin import CappedPaginator, ProbingQuerySet, TaskAdmin, distinct_values
 from taskq.models import Status, Task, Worker
 from taskq.signals import task_enqueued
 from tests.rows import finished, make
@@ -107,6 +107,13 @@ def test_filters_by_status_queue_and_function() -> None:
     assert ids_on_page(client.get(CHANGELIST, {"queue": "mail"}).content.decode()) == [done.pk, queued.pk]
     by_path = client.get(CHANGELIST, {"path": "tests.testapp.tasks.echo"}).content.decode()
     assert ids_on_page(by_path) == [done.pk]
+
+
+def test_a_filter_lists_each_value_once_in_order_up_to_its_limit() -> None:
+    for queue in ("mail", "alpha", "zeta", "alpha", "mail"):
+        make(queue=queue)
+    assert distinct_values(Task, "queue", 10) == ["alpha", "mail", "zeta"]
+    assert distinct_values(Task, "queue", 2) == ["alpha", "mail"]
 
 
 @pytest.mark.parametrize(
