@@ -13,7 +13,7 @@ from bench.sampler import resummarise
 from bench.stats import median
 
 Agg = dict[tuple[str, str], dict[str, Any]]
-PEERS = ["db-worker"]  # durable peers: the queue a user would pick instead
+PEERS = ["db-worker", "huey"]  # durable peers: the queue a user would pick instead
 SEEDS = ["thread", "executor", "thread-close"]
 
 

@@ -58,6 +58,23 @@ try:
 except ImportError:
     pass
 
+# huey through its Django integration, on the local Redis (its canonical broker), in a db of
+# its own (15) that each huey run flushes. Only its consumer (run_huey, which bench/systems.py
+# starts with BENCH_HUEY=1) loads the app; the web process imports huey only when the huey
+# system runs: loaded into every process, huey and redis-py would add some 16 MB to each RSS.
+HUEY = {
+    "huey_class": "huey.RedisHuey",
+    "name": "taskq-bench",
+    "immediate": False,
+    "connection": {
+        "host": os.environ.get("BENCH_REDIS_HOST", "127.0.0.1"),
+        "port": int(os.environ.get("BENCH_REDIS_PORT", "6379")),
+        "db": int(os.environ.get("BENCH_REDIS_DB", "15")),
+    },
+}
+if os.environ.get("BENCH_HUEY") == "1":
+    INSTALLED_APPS += ["huey.contrib.djhuey"]
+
 
 def database(engine: str, conn_max_age: int, pg_pool: int) -> dict[str, Any]:
     """One DATABASES entry for ``engine`` (sqlite, postgres or mysql)."""

@@ -181,6 +181,52 @@ class DbWorker(System):
         return [w.pid for w in self.workers]
 
 
+class Huey(System):
+    """huey (djhuey, RedisHuey): enqueue pushes to Redis; one run_huey consumer of 8 threads runs tasks."""
+
+    name = "huey"
+    durable = True  # in Redis, huey's canonical broker, not in the web process
+
+    def __init__(self, workers: int, log_dir: Path) -> None:
+        self.workers = workers
+        self.log_dir = log_dir
+        self.consumer: subprocess.Popen[bytes] | None = None
+        self.log = log_dir / f"run_huey-{os.getpid()}.log"
+
+    def start(self) -> None:
+        from huey.contrib.djhuey import HUEY  # type: ignore[import-not-found, unused-ignore]
+
+        # Every run starts from an empty queue: the settings give huey a Redis db of its own.
+        HUEY.storage.conn.flushdb()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # BENCH_HUEY=1 puts huey.contrib.djhuey (and so run_huey) in INSTALLED_APPS.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_HUEY": "1"}
+        command = [sys.executable, "-m", "django", "run_huey", "--workers", str(self.workers)]
+        command += ["--worker-type", "thread", "--no-periodic"]
+        with self.log.open("wb") as out:
+            self.consumer = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while "Huey consumer started" not in self.log.read_text(errors="replace"):
+            if time.monotonic() > deadline or self.consumer.poll() is not None:
+                raise RuntimeError(f"run_huey did not start; see {self.log}")
+            time.sleep(0.1)
+
+    def submit(self, n: int, t_enq: float, wait: float) -> None:
+        from bench import huey_tasks
+
+        huey_tasks.write(n, t_enq, wait)
+
+    def stop(self) -> None:
+        assert self.consumer is not None
+        # SIGINT is huey's graceful stop: the workers finish their task, then exit.
+        self.consumer.send_signal(signal.SIGINT)
+        self.consumer.wait(60)
+        self.log.unlink(missing_ok=True)
+
+    def helper_pids(self) -> list[int]:
+        return [self.consumer.pid] if self.consumer else []
+
+
 def make(name: str, options: dict[str, Any]) -> System:
     """Build the system called ``name``."""
     simple: dict[str, type[System]] = {
@@ -203,4 +249,6 @@ def make(name: str, options: dict[str, Any]) -> System:
             options.get("db_worker_interval", 1.0),
             Path(options["log_dir"]),
         )
-    raise ValueError(f"unknown system {name!r}; choose from {sorted([*simple, 'db-worker'])}")
+    if name == "huey":
+        return Huey(THREADS, Path(options["log_dir"]))
+    raise ValueError(f"unknown system {name!r}; choose from {sorted([*simple, 'db-worker', 'huey'])}")
