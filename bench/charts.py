@@ -35,6 +35,7 @@ COLOURS = {
     "thread": "#b2182b",
     "thread-close": "#ef8a62",
     "db-worker": "#762a83",
+    "huey": "#e08214",
     "baseline": "#999999",
 }
 

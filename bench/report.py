@@ -149,6 +149,7 @@ def ratio_table(agg: Agg) -> str:
         "W1/s",
         "best durable peer W1/s",
         "taskq ÷ peer",
+        *(f"taskq ÷ {p}" for p in PEERS),
         "executor W1/s",
         "taskq ÷ executor",
         "one-thread INSERT ceiling/s",
@@ -162,6 +163,7 @@ def ratio_table(agg: Agg) -> str:
             if (config, p) in agg and agg[(config, p)]["w1_tps"]
         ]
         best = max(peers, default=(None, None))
+        by_peer = {p: w for w, p in peers}
         executor = agg.get((config, "executor"), {}).get("w1_tps")
         rows.append([
             config,
@@ -169,9 +171,11 @@ def ratio_table(agg: Agg) -> str:
             fmt(taskq, 0),
             f"{fmt(best[0], 0)} ({best[1]})" if best[0] else "-",
             fmt(taskq / best[0], 2) if taskq and best[0] else "-",
+            *(fmt(taskq / w, 2) if taskq and (w := by_peer.get(p)) else "-" for p in PEERS),
             fmt(executor, 0),
             fmt(taskq / executor, 2) if taskq and executor else "-",
-            # W1 enqueues from one thread, one INSERT each: no durable queue can beat this.
+            # W1 enqueues from one thread, one INSERT each: no queue kept in the database can
+            # beat this (huey's enqueue is a Redis push, not an INSERT).
             fmt(1000 / create, 0) if (create := agg[(config, system)]["create_p50"]) else "-",
         ])  # fmt: skip
     return markdown_table(header, rows)
