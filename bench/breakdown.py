@@ -5,6 +5,9 @@ setup, which prints:
 
 - the cost of opening a connection (what every job pays at ``CONN_MAX_AGE=0``), of a round trip
   (``SELECT 1``) and of a one-row INSERT in autocommit (a round trip plus the commit);
+- the CPU one thread spends per call (``time.thread_time``) on ``enqueue``, on a bare create of the
+  Task-shaped twin row, on ``claim(limit=1)`` and on recording an outcome: what the pool and the
+  enqueuing thread compete for in W1;
 - the pickup of W3-style tasks (one every 20 ms into an idle pool) cut into stages: inside
   ``enqueue`` until the pool is told, the dispatcher waking, its claim, and the hand-over to the
   runner until the task starts.
@@ -65,6 +68,37 @@ def _fixed_costs() -> dict[str, float]:
     out["insert_after_20ms_idle_ms"] = _p50_ms(insert, 100, gap=0.02)
     Item.objects.filter(n=-1).delete()
     connection.close()
+    return out
+
+
+def _cpu_p50_ms(fn: Callable[[], object], n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.thread_time()
+        fn()
+        times.append((time.thread_time() - t0) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def _cpu_costs(n: int = 200) -> dict[str, float]:
+    from bench import tasks as bench_tasks
+    from bench.benchapp.models import Twin
+    from taskq import options
+    from taskq.models import Task
+
+    # A queue of its own, so nothing else claims these rows and they are easy to remove.
+    own = options(queue="breakdown")
+    out = {"enqueue_cpu_ms": _cpu_p50_ms(lambda: own.enqueue(bench_tasks.write, -1, 0.0, 0.0), n)}
+    twin = {"path": "bench.tasks.write", "args": [-1, 0.0, 0.0], "kwargs": {}, "signature": "0" * 64}
+    out["bare_create_cpu_ms"] = _cpu_p50_ms(lambda: Twin.objects.create(**twin), n)
+    claimed: list[Task] = []
+    out["claim_1_cpu_ms"] = _cpu_p50_ms(
+        lambda: claimed.extend(Task.objects.claim("breakdown", 1, 60, ["breakdown"])), n
+    )
+    outcomes = iter(claimed)
+    out["outcome_cpu_ms"] = _cpu_p50_ms(lambda: next(outcomes).set_succeeded(None), len(claimed))
+    Task.objects.filter(queue="breakdown").delete()
+    Twin.objects.filter(args__0=-1).delete()
     return out
 
 
@@ -131,7 +165,7 @@ def child(tasks: int) -> None:
     import django
 
     django.setup()
-    result = {"fixed": _fixed_costs(), "pickup": _pickup_stages(tasks)}
+    result = {"fixed": _fixed_costs(), "cpu": _cpu_costs(), "pickup": _pickup_stages(tasks)}
     from bench.benchapp.models import Item
 
     Item.objects.filter(n__gte=300_000, n__lt=400_000).delete()
@@ -159,8 +193,9 @@ def main() -> None:
             continue
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         fixed = ", ".join(f"{k} {v}" for k, v in result["fixed"].items())
+        cpu = ", ".join(f"{k} {v}" for k, v in result["cpu"].items())
         stages = ", ".join(f"{k} {v}" for k, v in result["pickup"].items())
-        print(f"{name}: {fixed}\n  pickup stages (p50): {stages}")
+        print(f"{name}: {fixed}\n  CPU per call (p50): {cpu}\n  pickup stages (p50): {stages}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ PACKAGES = [
     "Django",
     "django-tasks",
     "django-tasks-db",
+    "huey",
+    "redis",
     "psycopg",
     "psycopg-pool",
     "mysqlclient",

@@ -1,10 +1,10 @@
 """The SQL of a task's hot path (its claim and its outcome), built once per connection and shape.
 
-Django compiles a queryset afresh on every call. For the claim and the outcome UPDATE that
-cost 0.5 to 0.8 ms of CPU per task (`bench/run breakdown`), on threads that share one GIL
-with the web process they live in. These are the statements the ORM would write, built
-from the model's own fields with the backend's own quoting, prepping and converters, and
-kept per connection, so a task costs the round trips and little else.
+Django builds and compiles a queryset afresh on every call. For the claim and the outcome
+UPDATE that was 1.5 ms of CPU per task beyond the statements themselves (1.30 -> 0.34 ms and
+0.77 -> 0.16 ms on SQLite; docs/benchmarks.md), on threads that share one GIL with the web
+process they live in. These are the statements the ORM would write, built from the model's
+own fields with the backend's own quoting, prepping and converters, and kept per connection.
 """
 
 from __future__ import annotations
