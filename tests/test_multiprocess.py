@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.django_db(transaction=True)
 def test_two_processes_share_one_database_and_run_every_task_exactly_once() -> None:
-    pks = [enqueue(tasks.create_item, f"mp-{i}").pk for i in range(150)]
+    # Each task waits until both processes have claimed: taskq is fast enough that the first
+    # process to start would otherwise run all 150 before the second one is up.
+    pks = [enqueue(tasks.create_item_once_pools_claimed, f"mp-{i}", 2).pk for i in range(150)]
     command = [sys.executable, "manage.py", "taskq_worker", "--burst", "--workers", "3"]
     env = subprocess_env()
     children = [

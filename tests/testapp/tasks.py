@@ -206,3 +206,17 @@ def block_then_exit(name: str, timeout: float = 30.0) -> None:
     event(f"{name}:started").set()
     event(name).wait(timeout)
     raise SystemExit(0)
+
+
+def create_item_once_pools_claimed(name: str, pools: int, timeout: float = 60.0) -> int:
+    """Write, but only once ``pools`` different pools have claimed tasks, so no one pool can take them all."""
+    import time
+
+    from taskq.models import Task
+
+    deadline = time.monotonic() + timeout
+    while Task.objects.exclude(worker="").values("worker").distinct().count() < pools:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {pools} pools claimed any task")
+        time.sleep(0.05)
+    return create_item(name)
