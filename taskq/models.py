@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Min, Value, When
 from django.utils import timezone
 
 from taskq.statements import DUE_ORDER, claim_returning, update_task
@@ -90,7 +90,13 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def _claim_locking(
         self, worker: str, limit: int, now: datetime, queues: Sequence[str] | None, expires: datetime
     ) -> list[Task]:
-        # MariaDB has no UPDATE ... RETURNING: lock the rows, then update them.
+        # MariaDB has no UPDATE ... RETURNING: lock the rows, then update them. First a plain
+        # read of the earliest queued run_after, one probe of taskq_due_idx: with nothing due,
+        # the locking SELECT would walk, and lock, every queued-but-delayed row in
+        # taskq_claim_idx, where run_after follows priority.
+        soonest = self.queued().aggregate(soonest=Min("run_after"))["soonest"]
+        if soonest is None or soonest > now:
+            return []
         with transaction.atomic(using=self.db):
             # SKIP LOCKED lets several processes claim side by side, and the status
             # condition on the UPDATE keeps the claim safe wherever locks are coarser.
@@ -207,6 +213,8 @@ class Task(models.Model):
         indexes = [
             # Serves the claim: equality on status, then the ORDER BY of due().
             models.Index(fields=["status", "-priority", "run_after", "enqueued_at"], name="taskq_claim_idx"),
+            # Whether anything is due at all, as a range: the claim asks before it scans.
+            models.Index(fields=["status", "run_after"], name="taskq_due_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="taskq_lease_idx"),
             models.Index(fields=["status", "finished_at"], name="taskq_finished_idx"),
             # The admin's default ordering (-enqueued_at, -id), so its first page is an index

@@ -95,3 +95,15 @@ def test_a_finished_thread_leaves_no_connection_behind_in_the_statement_cache() 
     assert wrapper
     gc.collect()
     assert wrapper[0]() is None
+
+
+@pytest.mark.django_db
+def test_a_claim_passes_over_delayed_tasks_of_any_priority() -> None:
+    # The claim first asks whether anything is due at all, then scans in priority order.
+    options(priority=9, delay=3600).enqueue(tasks.add, 1, 1)
+    assert Task.objects.claim("me", 5, 60) == []
+    due = options(priority=0).enqueue(tasks.add, 2, 2)
+    options(priority=9, delay=3600).enqueue(tasks.add, 3, 3)
+    assert [t.pk for t in Task.objects.claim("me", 5, 60)] == [due.pk]
+    assert Task.objects.claim("me", 5, 60) == []
+    assert Task.objects.queued().count() == 2
