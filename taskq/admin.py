@@ -14,7 +14,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections, models, router, transaction
-from django.db.models import Max, Min, Q, QuerySet
+from django.db.models import F, Max, Min, Q, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
@@ -130,6 +130,24 @@ class ProbingQuerySet(TaskQuerySet):
     Django's date hierarchy runs SELECT DISTINCT over the truncated date of every matching
     row; this asks, per candidate year, month or day, whether any row falls in it.
     """
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # SQLite reads MIN(x) or MAX(x) from one end of an index only when it is the query's
+        # sole aggregate; the date hierarchy's MIN and MAX together scan the whole index
+        # (0.15 s at 1M rows). Each bound as a subquery, first row in index order, is a probe.
+        bounds = [
+            (name, a.get_source_expressions()[0].name, type(a) is Min)
+            for name, a in kwargs.items()
+            if type(a) in (Min, Max) and a.filter is None and isinstance(a.get_source_expressions()[0], F)
+        ]
+        if args or len(bounds) < 2 or len(bounds) != len(kwargs) or connections[self.db].vendor != "sqlite":
+            return super().aggregate(*args, **kwargs)
+        probes = {}
+        for name, field, lowest in bounds:
+            first = self.filter(**{f"{field}__isnull": False}).order_by(field if lowest else f"-{field}")
+            probes[name] = Subquery(first.values(field)[:1])
+        row = self.model._base_manager.using(self.db).order_by().annotate(**probes).values(*probes)[:1]
+        return next(iter(row), dict.fromkeys(probes))
 
     def datetimes(  # type: ignore[override]
         self,

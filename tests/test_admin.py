@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db.models import Count, Max, Min
 from django.test import Client
 from django.utils import timezone
 
@@ -192,6 +193,22 @@ def test_probed_periods_are_djangos_distinct_dates(kind: str, order: str) -> Non
         make(enqueued_at=when)
     probed = ProbingQuerySet(Task).datetimes("enqueued_at", kind, order)  # type: ignore[arg-type]
     assert list(probed) == list(Task.objects.datetimes("enqueued_at", kind, order))  # type: ignore[arg-type]
+
+
+def test_the_date_bounds_are_djangos_min_and_max() -> None:
+    # On SQLite the admin's MIN and MAX are read as two index probes; the answer must not change.
+    bounds = {"first": Min("enqueued_at"), "last": Max("enqueued_at")}
+    assert ProbingQuerySet(Task).aggregate(**bounds) == {"first": None, "last": None}
+    at = timezone.make_aware(datetime(2025, 3, 1, 12))
+    for when in (at + timedelta(days=9), at, at + timedelta(hours=5)):
+        make(enqueued_at=when, **finished(Status.SUCCEEDED))
+    make(enqueued_at=at + timedelta(days=20))
+    succeeded, nothing = Task.objects.filter(status=Status.SUCCEEDED), Task.objects.filter(queue="none")
+    for qs in (Task.objects.all(), succeeded, nothing):
+        probed = ProbingQuerySet(Task).filter(pk__in=qs.values("pk"))
+        assert probed.aggregate(**bounds) == qs.aggregate(**bounds)
+    # Anything else is Django's own aggregate.
+    assert ProbingQuerySet(Task).aggregate(n=Count("pk"), last=Max("enqueued_at"))["n"] == 4
 
 
 def test_probed_periods_follow_the_current_time_zone() -> None:
