@@ -117,8 +117,8 @@ def claim_returning(
     """Claim up to ``limit`` due tasks in one UPDATE ... RETURNING; the caller checks the backend can."""
     Task = _task()
     conn = connections[using]
-    key = ("claim", limit, None if queues is None else len(queues))
-    claim = _cached(conn, key, lambda: _build_claim(conn, limit, None if queues is None else len(queues)))
+    shape = None if queues is None else len(queues)
+    claim = _cached(conn, ("claim", limit, shape), lambda: _build_claim(conn, limit, shape))
     stamp = Task._meta.get_field("started_at")
     at, until = stamp.get_db_prep_value(now, conn), stamp.get_db_prep_value(expires, conn)
     params = [queued, at, *(queues or ()), queued, at, running, worker, at, until, queued]
