@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Min, Value, When
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from taskq.statements import DUE_ORDER, claim_returning, update_task
@@ -91,17 +91,17 @@ class TaskQuerySet(models.QuerySet["Task"]):
         self, worker: str, limit: int, now: datetime, queues: Sequence[str] | None, expires: datetime
     ) -> list[Task]:
         # MariaDB has no UPDATE ... RETURNING: lock the rows, then update them. First a plain
-        # read of the earliest queued run_after, one probe of taskq_due_idx: with nothing due,
-        # the locking SELECT would walk, and lock, every queued-but-delayed row in
-        # taskq_claim_idx, where run_after follows priority.
-        soonest = self.queued().aggregate(soonest=Min("run_after"))["soonest"]
-        if soonest is None or soonest > now:
+        # count of the due rows, up to the limit, along taskq_due_idx: the locking SELECT walks
+        # taskq_claim_idx, where run_after follows priority, so asked for more rows than are
+        # due it would go on to read, and lock, every queued-but-delayed row.
+        due = self.due(now, queues).order_by("run_after")[:limit].count()
+        if not due:
             return []
         with transaction.atomic(using=self.db):
             # SKIP LOCKED lets several processes claim side by side, and the status
             # condition on the UPDATE keeps the claim safe wherever locks are coarser.
             candidates = self.due(now, queues).select_for_update(skip_locked=True)
-            tasks = list(candidates[:limit])
+            tasks = list(candidates[:due])
             if not tasks:
                 return []
             claimed = self.filter(pk__in=[t.pk for t in tasks], status=Status.QUEUED).update(

@@ -73,18 +73,20 @@ def _build_claim(conn: BaseDatabaseWrapper, limit: int, queues: int | None) -> _
         where += f" AND {col('queue')} IN ({', '.join(['%s'] * queues)})"
     order = ", ".join(f"{col(f.lstrip('-'))} {'DESC' if f.startswith('-') else 'ASC'}" for f in DUE_ORDER)
     table, pk = qn(meta.db_table), col("id")
-    # taskq_claim_idx puts priority before run_after, so run_after cannot bound its scan: with
-    # nothing due, the claim would read every queued-but-delayed row before finding none. So
-    # the LIMIT is 0 unless the earliest queued run_after, one probe of taskq_due_idx, has
-    # come. Both engines compute a LIMIT once, before the scan, and stop at 0; a condition in
-    # the WHERE would not do on SQLite, which tests it per row after run_after. MIN rather
-    # than EXISTS: PostgreSQL costs an EXISTS with the finished rows' past run_after in mind
-    # and picks a full table scan for it. The subquery reads no row FOR UPDATE.
-    soonest = f"(SELECT MIN({col('run_after')}) FROM {table} WHERE {col('status')} = %s)"  # noqa: S608
-    picked = (
-        f"SELECT {pk} FROM {table} WHERE {where} ORDER BY {order} "  # noqa: S608
-        f"LIMIT CASE WHEN {soonest} <= %s THEN {int(limit)} ELSE 0 END"
+    # taskq_claim_idx puts priority before run_after, so run_after cannot bound its scan: once
+    # the due rows are taken, the scan goes on through every queued-but-delayed row looking
+    # for more. On SQLite that walk holds the write lock every other writer is waiting for.
+    # So the LIMIT is the number of due rows, counted up to ``limit`` along taskq_due_idx,
+    # and the scan stops at the last of them (or never starts). Both engines compute a LIMIT
+    # once, before the scan. ORDER BY run_after, which taskq_due_idx yields for free, keeps
+    # PostgreSQL on that index: the finished rows' run_after is past too, and costed with
+    # them in mind a short scan for "a few due rows" (an EXISTS, before) became a full table
+    # scan. The subquery reads no row FOR UPDATE.
+    due = (
+        f"(SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} "  # noqa: S608
+        f"ORDER BY {col('run_after')} LIMIT {int(limit)}) AS due)"
     )
+    picked = f"SELECT {pk} FROM {table} WHERE {where} ORDER BY {order} LIMIT {due}"  # noqa: S608
     if conn.features.has_select_for_update_skip_locked:
         picked += " FOR UPDATE SKIP LOCKED"
     fields = meta.concrete_fields
@@ -121,7 +123,8 @@ def claim_returning(
     claim = _cached(conn, ("claim", limit, shape), lambda: _build_claim(conn, limit, shape))
     stamp = Task._meta.get_field("started_at")
     at, until = stamp.get_db_prep_value(now, conn), stamp.get_db_prep_value(expires, conn)
-    params = [queued, at, *(queues or ()), queued, at, running, worker, at, until, queued]
+    where = [queued, at, *(queues or ())]
+    params = [*where, *where, running, worker, at, until, queued]
     # In autocommit this is one round trip and one commit, where a locking claim costs BEGIN,
     # SELECT, UPDATE and COMMIT.
     with transaction.mark_for_rollback_on_error(using), conn.cursor() as cursor:

@@ -107,3 +107,20 @@ def test_a_claim_passes_over_delayed_tasks_of_any_priority() -> None:
     assert [t.pk for t in Task.objects.claim("me", 5, 60)] == [due.pk]
     assert Task.objects.claim("me", 5, 60) == []
     assert Task.objects.queued().count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("queues", [None, ["a"], ["a", "b"]])
+def test_a_claim_takes_every_due_task_up_to_its_limit_among_delayed_ones(queues: list[str] | None) -> None:
+    # The claim's LIMIT is the number of due tasks (at most the limit) in the queues asked for;
+    # delayed tasks of a higher priority, which its scan meets first, must not use it up.
+    for queue in ("a", "b"):
+        options(queue=queue, priority=9, delay=3600).enqueue(tasks.add, 0, 0)
+    due = [options(queue=q).enqueue(tasks.add, i, i).pk for i, q in enumerate("aabba")]
+    wanted = [pk for pk, q in zip(due, "aabba", strict=True) if queues is None or q in queues]
+    assert sorted(t.pk for t in Task.objects.claim("me", 10, 60, queues=queues)) == wanted
+    assert Task.objects.claim("me", 10, 60, queues=queues) == []
+    options(queue="a").enqueue(tasks.add, 9, 9)
+    options(queue="a").enqueue(tasks.add, 9, 9)
+    assert len(Task.objects.claim("me", 1, 60, queues=queues)) == 1
+    assert len(Task.objects.claim("me", 5, 60, queues=queues)) == 1
