@@ -1,0 +1,182 @@
+"""Can the database be dropped right after a system stops, while its process lives on?
+
+``bench/run dropcheck [--configs pg-age0,my-age0] [--systems taskq,executor] [--tasks 50]``: for each
+setup and system, a process on a scratch database starts the system, runs a short W1, lets go of the
+enqueuing thread's connection (as a finished request does), stops the system and then stays alive while
+this process tries ``DROP DATABASE``, without FORCE. That is the moment a test run's teardown meets: the
+code under test has stopped, the process has not exited. PostgreSQL refuses while any session is
+connected (after giving them 5 s to leave); MariaDB waits for the metadata locks of open transactions,
+so the attempt gives up after ``lock_wait_timeout`` = 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.configs import CONFIGS, SYSTEMS, Config
+from bench.dbtools import count_sessions, create_database, server_connect
+from bench.runner import WORKDIR, child_env, prepare
+from bench.settings import database
+
+SCRATCH = "taskq_bench_drop"
+STOPPED = "dropcheck: stopped"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """In the measured process: run a short W1, stop the system, then wait for the verdict."""
+    from django.db import connection
+
+    from bench import systems, workloads
+
+    system = systems.make(spec["system"], spec)
+    system.start()
+    workloads.w1(system, spec["w1"], spec["timeout_s"], spec["system"] != "baseline")
+    connection.close()
+    system.stop()
+    print(STOPPED, flush=True)
+    sys.stdin.readline()  # stay alive, connections as they are, until the parent has tried
+    return {"system": system.name}
+
+
+def _drop(engine: str, settings: dict[str, Any]) -> tuple[bool, str, float]:
+    """Try DROP DATABASE once: (dropped, the server's answer, seconds it took)."""
+    conn = server_connect(engine, settings)
+    started = time.monotonic()
+    try:
+        cursor = conn.cursor()
+        if engine == "mysql":
+            cursor.execute("SET SESSION lock_wait_timeout = 5")
+            cursor.execute(f"DROP DATABASE `{settings['NAME']}`")
+        else:
+            cursor.execute(f'DROP DATABASE "{settings["NAME"]}"')
+        return True, "dropped", time.monotonic() - started
+    except Exception as exc:  # the refusal is the finding
+        return False, str(exc).strip().splitlines()[0], time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def check(config: Config, system: str, tasks: int, timeout: float) -> dict[str, Any]:
+    """Run one system on a fresh scratch database and try to drop it after the stop."""
+    prepare(config)
+    settings = database(config.engine, 0, 0)
+    spec = {
+        "kind": "dropcheck",
+        "system": system,
+        "w1": tasks,
+        "timeout_s": timeout,
+        "db_workers": 8,
+        "db_worker_interval": 1.0,
+        "log_dir": str(RESULTS / "logs"),
+        "session_cap": 40,
+    }
+    command = [sys.executable, "-m", "bench.dropcheck", "--child", json.dumps(spec)]
+    result: dict[str, Any] = {"config": config.name, "system": system}
+    dropped = False
+    # stderr to a file: a chatty child must never block on a full pipe while we wait.
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            command,
+            env=child_env(config),
+            cwd=WORKDIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        killer = threading.Timer(timeout * 2, proc.kill)
+        killer.start()
+        try:
+            if not any(line.strip() == STOPPED for line in proc.stdout):
+                errors.seek(0)
+                last = (errors.read().strip().splitlines() or ["no output"])[-1]
+                return result | {"error": f"exit {proc.wait()}: {last[:200]}"}
+            monitor = server_connect(config.engine, settings)
+            try:
+                result["sessions"] = count_sessions(config.engine, monitor, settings["NAME"])
+            finally:
+                monitor.close()
+            dropped, answer, seconds = _drop(config.engine, settings)
+            result |= {"dropped": dropped, "answer": answer, "seconds": round(seconds, 2)}
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            proc.wait()
+        finally:
+            killer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if not dropped:
+        create_database(config.engine, settings)  # still there: the next system starts afresh
+    return result
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| setup | system | sessions after stop | DROP DATABASE | took s |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['config']} | {r['system']} | - | error: {r['error'][:80]} | - |")
+            continue
+        verdict = "dropped" if r["dropped"] else f"**refused**: {r['answer'][:90]}"
+        lines.append(f"| {r['config']} | {r['system']} | {r['sessions']} | {verdict} | {r['seconds']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    servers = [name for name, c in CONFIGS.items() if c.server]
+    parser.add_argument("--configs", default=",".join(servers))
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--out", default=str(RESULTS / f"dropcheck-{time.strftime('%Y%m%d-%H%M%S')}.json"))
+    args = parser.parse_args()
+    # Every process of this command, and the children it starts, use the scratch database.
+    os.environ["BENCH_PG_NAME"] = os.environ["BENCH_MY_NAME"] = SCRATCH
+    results = []
+    for name in args.configs.split(","):
+        for system in args.systems.split(","):
+            result = check(CONFIGS[name], system, args.tasks, args.timeout)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+            results.append(result)
+            Path(args.out).write_text(json.dumps(results, indent=1))
+    print(render(results))
+    print(f"\nresults: {args.out}")
+
+
+def child_main(spec: dict[str, Any]) -> None:
+    """The measured process: Django, the session guard, then child()."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from bench.watchdog import guard
+
+    engine = {"postgresql": "postgres", "mysql": "mysql"}[
+        settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[1]
+    ]
+    guard(engine, settings.DATABASES["default"], spec["session_cap"])
+    print(json.dumps(child(spec)), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        child_main(json.loads(sys.argv[2]))
+    else:
+        main()
