@@ -12,8 +12,10 @@ so the attempt gives up after ``lock_wait_timeout`` = 5 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.configs import CONFIGS, SYSTEMS, Config
-from bench.dbtools import count_sessions, create_database, server_connect
+from bench.dbtools import count_sessions, server_connect
 from bench.runner import WORKDIR, child_env, prepare
 from bench.settings import database
 
@@ -40,25 +42,33 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     system = systems.make(spec["system"], spec)
     system.start()
-    workloads.w1(system, spec["w1"], spec["timeout_s"], spec["system"] != "baseline")
-    connection.close()
-    system.stop()
+    try:
+        workloads.w1(system, spec["w1"], spec["timeout_s"], spec["system"] != "baseline")
+        connection.close()
+    finally:
+        system.stop()  # its worker processes too, even when W1 failed
     print(STOPPED, flush=True)
     sys.stdin.readline()  # stay alive, connections as they are, until the parent has tried
     return {"system": system.name}
 
 
-def _drop(engine: str, settings: dict[str, Any]) -> tuple[bool, str, float]:
-    """Try DROP DATABASE once: (dropped, the server's answer, seconds it took)."""
+def _drop(engine: str, settings: dict[str, Any], force: bool = False) -> tuple[bool, str, float]:
+    """Try DROP DATABASE once: (dropped, the server's answer, seconds it took).
+
+    ``force`` is for cleaning up: IF EXISTS, and on PostgreSQL WITH (FORCE).
+    """
+    name = settings["NAME"]
+    assert name == SCRATCH, f"refusing to drop {name!r}: only the scratch database {SCRATCH!r}"
     conn = server_connect(engine, settings)
     started = time.monotonic()
     try:
         cursor = conn.cursor()
+        if_exists = "IF EXISTS " if force else ""
         if engine == "mysql":
             cursor.execute("SET SESSION lock_wait_timeout = 5")
-            cursor.execute(f"DROP DATABASE `{settings['NAME']}`")
+            cursor.execute(f"DROP DATABASE {if_exists}`{name}`")
         else:
-            cursor.execute(f'DROP DATABASE "{settings["NAME"]}"')
+            cursor.execute(f'DROP DATABASE {if_exists}"{name}"{" WITH (FORCE)" if force else ""}')
         return True, "dropped", time.monotonic() - started
     except Exception as exc:  # the refusal is the finding
         return False, str(exc).strip().splitlines()[0], time.monotonic() - started
@@ -66,10 +76,17 @@ def _drop(engine: str, settings: dict[str, Any]) -> tuple[bool, str, float]:
         conn.close()
 
 
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill the child and whatever it started (db_worker, run_huey) that is still running."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def check(config: Config, system: str, tasks: int, timeout: float) -> dict[str, Any]:
     """Run one system on a fresh scratch database and try to drop it after the stop."""
-    prepare(config)
     settings = database(config.engine, 0, 0)
+    _drop(config.engine, settings, force=True)  # whatever the last check left behind
+    prepare(config)
     spec = {
         "kind": "dropcheck",
         "system": system,
@@ -82,9 +99,9 @@ def check(config: Config, system: str, tasks: int, timeout: float) -> dict[str, 
     }
     command = [sys.executable, "-m", "bench.dropcheck", "--child", json.dumps(spec)]
     result: dict[str, Any] = {"config": config.name, "system": system}
-    dropped = False
     # stderr to a file: a chatty child must never block on a full pipe while we wait.
     with tempfile.TemporaryFile("w+") as errors:
+        # A session of its own, so that one killpg also ends the worker processes it started.
         proc = subprocess.Popen(
             command,
             env=child_env(config),
@@ -93,33 +110,40 @@ def check(config: Config, system: str, tasks: int, timeout: float) -> dict[str, 
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,
+            start_new_session=True,
         )
         assert proc.stdin is not None
         assert proc.stdout is not None
-        killer = threading.Timer(timeout * 2, proc.kill)
+        killer = threading.Timer(timeout * 2, _kill_group, [proc])
         killer.start()
         try:
-            if not any(line.strip() == STOPPED for line in proc.stdout):
+            lines = []
+            for line in proc.stdout:
+                if line.strip() == STOPPED:
+                    break
+                lines.append(line)
+            else:
                 errors.seek(0)
-                last = (errors.read().strip().splitlines() or ["no output"])[-1]
+                reports = [x for x in lines if x.startswith("{")] or errors.read().strip().splitlines()
+                last = (reports or ["no output"])[-1].strip()
                 return result | {"error": f"exit {proc.wait()}: {last[:200]}"}
+            killer.cancel()  # from here on the process must stay alive: nothing may kill it
             monitor = server_connect(config.engine, settings)
             try:
                 result["sessions"] = count_sessions(config.engine, monitor, settings["NAME"])
             finally:
                 monitor.close()
             dropped, answer, seconds = _drop(config.engine, settings)
+            if proc.poll() is not None:
+                # Its sessions went with it, so the verdict would say nothing about the system.
+                return result | {"error": f"the process exited ({proc.returncode}) before the drop was tried"}
             result |= {"dropped": dropped, "answer": answer, "seconds": round(seconds, 2)}
-            proc.stdin.write("\n")
-            proc.stdin.flush()
-            proc.wait()
+            with contextlib.suppress(BrokenPipeError, subprocess.TimeoutExpired):
+                proc.communicate("\n", timeout=60)
         finally:
             killer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    if not dropped:
-        create_database(config.engine, settings)  # still there: the next system starts afresh
+            _kill_group(proc)
+            proc.wait()
     return result
 
 
@@ -148,13 +172,20 @@ def main() -> None:
     args = parser.parse_args()
     # Every process of this command, and the children it starts, use the scratch database.
     os.environ["BENCH_PG_NAME"] = os.environ["BENCH_MY_NAME"] = SCRATCH
+    configs = [CONFIGS[name] for name in args.configs.split(",")]
+    if not all(c.server for c in configs):
+        parser.error("dropcheck needs a database server: choose from " + ", ".join(servers))
     results = []
-    for name in args.configs.split(","):
-        for system in args.systems.split(","):
-            result = check(CONFIGS[name], system, args.tasks, args.timeout)
-            print(json.dumps(result), file=sys.stderr, flush=True)
-            results.append(result)
-            Path(args.out).write_text(json.dumps(results, indent=1))
+    try:
+        for config in configs:
+            for system in args.systems.split(","):
+                result = check(config, system, args.tasks, args.timeout)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+                results.append(result)
+                Path(args.out).write_text(json.dumps(results, indent=1))
+    finally:
+        for engine in {c.engine for c in configs}:
+            _drop(engine, database(engine, 0, 0), force=True)
     print(render(results))
     print(f"\nresults: {args.out}")
 

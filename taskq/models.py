@@ -93,7 +93,9 @@ class TaskQuerySet(models.QuerySet["Task"]):
         # MariaDB has no UPDATE ... RETURNING: lock the rows, then update them. First a plain
         # count of the due rows, up to the limit, along taskq_due_idx: the locking SELECT walks
         # taskq_claim_idx, where run_after follows priority, so asked for more rows than are
-        # due it would go on to read, and lock, every queued-but-delayed row.
+        # due it would go on to read, and lock, every queued-but-delayed row. The count comes
+        # before the transaction, so a row that becomes due in between waits for the next
+        # claim, and claimers racing for the same counted rows still scan on past them.
         due = self.due(now, queues).order_by("run_after")[:limit].count()
         if not due:
             return []
@@ -213,7 +215,7 @@ class Task(models.Model):
         indexes = [
             # Serves the claim: equality on status, then the ORDER BY of due().
             models.Index(fields=["status", "-priority", "run_after", "enqueued_at"], name="taskq_claim_idx"),
-            # Whether anything is due at all, as a range: the claim asks before it scans.
+            # How many tasks are due, as a range: the claim counts them before it scans.
             models.Index(fields=["status", "run_after"], name="taskq_due_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="taskq_lease_idx"),
             models.Index(fields=["status", "finished_at"], name="taskq_finished_idx"),

@@ -77,11 +77,13 @@ def _build_claim(conn: BaseDatabaseWrapper, limit: int, queues: int | None) -> _
     # the due rows are taken, the scan goes on through every queued-but-delayed row looking
     # for more. On SQLite that walk holds the write lock every other writer is waiting for.
     # So the LIMIT is the number of due rows, counted up to ``limit`` along taskq_due_idx,
-    # and the scan stops at the last of them (or never starts). Both engines compute a LIMIT
-    # once, before the scan. ORDER BY run_after, which taskq_due_idx yields for free, keeps
-    # PostgreSQL on that index: the finished rows' run_after is past too, and costed with
-    # them in mind a short scan for "a few due rows" (an EXISTS, before) became a full table
-    # scan. The subquery reads no row FOR UPDATE.
+    # and the scan ends once it has found them (or never starts). It still reads delayed
+    # rows of a higher priority on its way, and on PostgreSQL, where rows that a rival claim
+    # holds are counted but skipped, it can still walk on past the due ones. Both engines
+    # compute a LIMIT once, before the scan. ORDER BY run_after, which taskq_due_idx yields
+    # for free, keeps PostgreSQL on that index: the finished rows' run_after is past too, and
+    # costed with them in mind an EXISTS for "is anything due" got a full table scan (tried
+    # before the MIN this count replaced). The subquery reads no row FOR UPDATE.
     due = (
         f"(SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} "  # noqa: S608
         f"ORDER BY {col('run_after')} LIMIT {int(limit)}) AS due)"

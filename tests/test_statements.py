@@ -13,7 +13,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from taskq import enqueue, options
-from taskq.models import Status, Task
+from taskq.models import Status, Task, claims_in_one_statement
+from taskq.statements import _build_claim
 from tests.testapp import tasks
 
 
@@ -99,7 +100,7 @@ def test_a_finished_thread_leaves_no_connection_behind_in_the_statement_cache() 
 
 @pytest.mark.django_db
 def test_a_claim_passes_over_delayed_tasks_of_any_priority() -> None:
-    # The claim first asks whether anything is due at all, then scans in priority order.
+    # The claim first counts the due tasks, then scans in priority order for that many.
     options(priority=9, delay=3600).enqueue(tasks.add, 1, 1)
     assert Task.objects.claim("me", 5, 60) == []
     due = options(priority=0).enqueue(tasks.add, 2, 2)
@@ -112,8 +113,9 @@ def test_a_claim_passes_over_delayed_tasks_of_any_priority() -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("queues", [None, ["a"], ["a", "b"]])
 def test_a_claim_takes_every_due_task_up_to_its_limit_among_delayed_ones(queues: list[str] | None) -> None:
-    # The claim's LIMIT is the number of due tasks (at most the limit) in the queues asked for;
-    # delayed tasks of a higher priority, which its scan meets first, must not use it up.
+    # The claim's LIMIT is the number of due tasks (at most the limit) in the queues asked for:
+    # it must count every one of them, past the delayed tasks of a higher priority that the
+    # scan meets first, and never more than the limit.
     for queue in ("a", "b"):
         options(queue=queue, priority=9, delay=3600).enqueue(tasks.add, 0, 0)
     due = [options(queue=q).enqueue(tasks.add, i, i).pk for i, q in enumerate("aabba")]
@@ -124,3 +126,16 @@ def test_a_claim_takes_every_due_task_up_to_its_limit_among_delayed_ones(queues:
     options(queue="a").enqueue(tasks.add, 9, 9)
     assert len(Task.objects.claim("me", 1, 60, queues=queues)) == 1
     assert len(Task.objects.claim("me", 5, 60, queues=queues)) == 1
+
+
+@pytest.mark.skipif(
+    not claims_in_one_statement(connections["default"]), reason="MariaDB counts with the ORM's due()"
+)
+def test_the_claims_count_of_due_tasks_filters_as_its_scan_does() -> None:
+    # A count that ignored the queues would still claim the right rows, only let the scan
+    # walk on through the other queues' rows: so check the statement itself.
+    conn = connections["default"]
+    queue = f"{conn.ops.quote_name('queue')} IN (%s, %s)"
+    due = f"{conn.ops.quote_name('run_after')} <= %s"
+    sql = _build_claim(conn, 8, 2).sql
+    assert sql.count(queue) == sql.count(due) == 2
