@@ -31,6 +31,10 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
         from bench import scale
 
         return scale.run(spec)
+    if spec.get("kind") == "dropcheck":
+        from bench import dropcheck
+
+        return dropcheck.child(spec)
     return run_workloads(spec)
 
 

@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    """In the measured process: run a short W1, stop the system, then wait for the verdict."""
+    """In the measured process (bench.child, kind "dropcheck"): a short W1, stop, wait for the verdict."""
     from django.db import connection
 
     from bench import systems, workloads
@@ -97,7 +97,7 @@ def check(config: Config, system: str, tasks: int, timeout: float) -> dict[str, 
         "log_dir": str(RESULTS / "logs"),
         "session_cap": 40,
     }
-    command = [sys.executable, "-m", "bench.dropcheck", "--child", json.dumps(spec)]
+    command = [sys.executable, "-m", "bench.child", json.dumps(spec)]
     result: dict[str, Any] = {"config": config.name, "system": system}
     # stderr to a file: a chatty child must never block on a full pipe while we wait.
     with tempfile.TemporaryFile("w+") as errors:
@@ -190,24 +190,5 @@ def main() -> None:
     print(f"\nresults: {args.out}")
 
 
-def child_main(spec: dict[str, Any]) -> None:
-    """The measured process: Django, the session guard, then child()."""
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    from bench.watchdog import guard
-
-    engine = {"postgresql": "postgres", "mysql": "mysql"}[
-        settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[1]
-    ]
-    guard(engine, settings.DATABASES["default"], spec["session_cap"])
-    print(json.dumps(child(spec)), flush=True)
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        child_main(json.loads(sys.argv[2]))
-    else:
-        main()
+    main()
