@@ -208,6 +208,12 @@ class Task(models.Model):
     retried_by = models.CharField(
         max_length=255, blank=True, editable=False, help_text="Who last retried or re-ran it in the admin."
     )
+    # Signed with the path and arguments and unique, so a row's payload copied into a new
+    # row cannot run: the copy needs the same uid, which the constraint refuses. A periodic
+    # firing's uid names its schedule and tick, which makes each tick fire once.
+    uid = models.CharField(max_length=191, null=True, unique=True, editable=False)
+    # One entry per finished attempt (number, pool, times, outcome, error, bounded traceback).
+    history = models.JSONField(default=list, blank=True, editable=False)
 
     objects: ClassVar[TaskQuerySet] = TaskQuerySet.as_manager()  # type: ignore[assignment]
 
