@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_RETENTION": timedelta(days=7),
     "TASKQ_PRUNE_INTERVAL": 3600.0,
     "TASKQ_MAX_ARGS_BYTES": 65536,
+    "TASKQ_MAX_RESULT_BYTES": 1048576,
     "TASKQ_IMMEDIATE": False,
 }
 
@@ -110,6 +111,16 @@ class Settings:
     @property
     def max_args_bytes(self) -> int:
         return int(self.get("TASKQ_MAX_ARGS_BYTES"))
+
+    @property
+    def max_result_bytes(self) -> int:
+        return int(self.get("TASKQ_MAX_RESULT_BYTES"))
+
+    @property
+    def outcome_retry_seconds(self) -> float:
+        # How long a runner keeps trying to write an outcome over a lost connection: well
+        # inside the lease, so the row is never recovered while its outcome is on its way.
+        return min(self.lease_seconds / 3, 10.0)
 
     @property
     def immediate(self) -> bool:

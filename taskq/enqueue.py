@@ -99,7 +99,7 @@ def _first(*values: Any) -> Any:
 def _committed(task: Task) -> None:
     # Runs after the caller's transaction commits, so a rolled-back enqueue never runs.
     if settings.immediate:
-        from taskq.worker import run_immediately
+        from taskq.immediate import run_immediately
 
         run_immediately(task)
     else:

@@ -25,6 +25,14 @@ class WorkerLost(TaskqError):
     """The process running a task died, so its lease expired."""
 
 
+class ResultNotStorable(TaskqError):
+    """A task returned a value that cannot be stored; the attempt fails for good."""
+
+
+class ErrorNotStorable(TaskqError):
+    """A task's error could not be stored as raised; a shortened form was recorded instead."""
+
+
 class Retry(TaskqError):
     """Raise inside a task to run it again later, counting the attempt."""
 

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import traceback as tb
+from datetime import timedelta
 
-from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
+from taskq.conf import settings
 from taskq.models import Status, Task
-from taskq.worker import backoff, record_failure, run_task
+from taskq.worker import run_task
 
 # The worker name recorded on attempts run this way, in place of a pool's "host:pid:hex".
 IMMEDIATE = "immediate"
 
 
+def lease_for(task: Task) -> float:
+    """Seconds of lease for an attempt that runs in the caller's thread, which never renews it."""
+    # Long enough for the task to finish within its timeout, so a pool elsewhere does not
+    # recover it while it still runs; short enough that a crash mid-task is still recovered.
+    return settings.lease_seconds + (task.timeout or 0.0)
+
+
 def claim(task: Task, worker: str) -> bool:
     """Mark ``task`` running in this thread, unless it is no longer the queued row we hold."""
     now = timezone.now()
+    expires = now + timedelta(seconds=lease_for(task))
     # Conditional on the attempt count we hold, so a pool that claimed and requeued
     # the task in the meantime wins and our copy is never run stale.
     claimed = Task.objects.filter(pk=task.pk, status=Status.QUEUED, attempts=task.attempts).update(
@@ -24,29 +32,26 @@ def claim(task: Task, worker: str) -> bool:
         worker=worker,
         attempts=task.attempts + 1,
         started_at=now,
-        lease_expires_at=None,
+        lease_expires_at=expires,
     )
     if claimed:
         task.status, task.worker, task.started_at = Status.RUNNING, worker, now
         task.attempts += 1
-        task.lease_expires_at = None
+        task.lease_expires_at = expires
     return bool(claimed)
 
 
 def run_claimed(task: Task) -> Task:
-    """Run a task this thread claimed, without letting it break the caller's transaction."""
-    connection = transaction.get_connection(router.db_for_write(Task))
-    if not connection.in_atomic_block:
-        return run_task(task)
-    try:
-        # Inside a transaction (a TestCase, or run_due() in an atomic block) a database
-        # error in the task would poison the caller's transaction and stop the outcome
-        # from being written. A savepoint confines the damage to the task's own work.
-        with transaction.atomic(using=connection.alias):
-            return run_task(task)
-    except DatabaseError as exc:
-        # Writing the outcome failed because the task broke the savepoint; that was
-        # rolled back, so record the task's own error (the context) in the healthy outer one.
-        cause = exc.__context__ if isinstance(exc.__context__, Exception) else exc
-        record_failure(task, cause, "".join(tb.format_exception(cause)), backoff(task.attempts))
-        return task
+    """Run a task this thread claimed; inside a transaction its work gets a savepoint of its own."""
+    return run_task(task)
+
+
+def run_immediately(task: Task) -> Task:
+    """Immediate mode: run a committed task now in this thread, and again while a retry is due."""
+    # A task enqueued with a delay, or a retry with a backoff, is not due yet: it stays
+    # queued, as it would for a pool, until run_due() or a pool picks it up.
+    while task.run_after <= timezone.now() and claim(task, IMMEDIATE):
+        run_claimed(task)
+        if task.status != Status.QUEUED:
+            break
+    return task

@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Value, When
+from django.db.models import F
 from django.utils import timezone
 
+from taskq.exceptions import WorkerLost
 from taskq.statements import DUE_ORDER, claim_returning, update_task
 
 
@@ -27,6 +28,15 @@ WORKER_LOST = (
     "WorkerLost: the lease lapsed before the outcome was recorded: the process running this "
     "task died, or lost the database until the lease expired"
 )
+# Task.history keeps the first attempt and the latest ones, so a row stays small.
+MAX_HISTORY = 20
+
+
+def _appended(history: list[dict[str, Any]] | None, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = [*(history or []), entry]
+    if len(entries) > MAX_HISTORY:
+        entries = [entries[0], *entries[-(MAX_HISTORY - 1) :]]
+    return entries
 
 
 def claims_in_one_statement(conn: BaseDatabaseWrapper) -> bool:
@@ -134,28 +144,44 @@ class TaskQuerySet(models.QuerySet["Task"]):
             lease_expires_at=until
         )
 
-    def recover_expired(self) -> int:
+    def recover_expired(self, batch: int = 100) -> int:
         """Requeue, or fail once out of attempts, running tasks whose lease has lapsed."""
         now = timezone.now()
-        expired = self.filter(status=Status.RUNNING, lease_expires_at__lt=now)
-        # Two conditional UPDATEs rather than read-then-write, so pools that
-        # recover at the same moment cannot both act on one task.
-        requeued = expired.filter(attempts__lt=F("max_attempts"), cancel_requested=False).update(
-            status=Status.QUEUED,
-            run_after=now,
-            lease_expires_at=None,
-            error=WORKER_LOST,
+        expired = list(
+            self.filter(status=Status.RUNNING, lease_expires_at__lt=now).only(
+                "pk", "worker", "attempts", "max_attempts", "started_at", "cancel_requested", "history"
+            )[:batch]
         )
-        failed = expired.update(
-            status=Case(
-                When(cancel_requested=True, then=Value(Status.CANCELLED)),
-                default=Value(Status.FAILED),
-            ),
-            finished_at=now,
-            lease_expires_at=None,
-            error=WORKER_LOST,
-        )
-        return requeued + failed
+        recovered = 0
+        for task in expired:
+            entry = {
+                "attempt": task.attempts,
+                "worker": task.worker,
+                "started_at": task.started_at.isoformat() if task.started_at else None,
+                "finished_at": now.isoformat(),
+                "outcome": "lost",
+                "error": WORKER_LOST,
+                "exception": f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+                "traceback": "",
+            }
+            if task.cancel_requested:
+                fields: dict[str, Any] = {"status": Status.CANCELLED, "finished_at": now}
+            elif task.attempts < task.max_attempts:
+                fields = {"status": Status.QUEUED, "run_after": now}
+            else:
+                fields = {"status": Status.FAILED, "finished_at": now}
+            # Conditional on the attempt we read, so pools that recover at the same moment
+            # cannot both act on one task, nor on a later attempt that took its place.
+            recovered += self.filter(
+                pk=task.pk,
+                status=Status.RUNNING,
+                worker=task.worker,
+                attempts=task.attempts,
+                lease_expires_at__lt=now,
+            ).update(
+                lease_expires_at=None, error=WORKER_LOST, history=_appended(task.history, entry), **fields
+            )
+        return recovered
 
     def release(self, worker: str, pks: Sequence[int]) -> int:
         """Give back claimed tasks that never started, without counting the attempt."""
@@ -211,7 +237,7 @@ class Task(models.Model):
     # Signed with the path and arguments and unique, so a row's payload copied into a new
     # row cannot run: the copy needs the same uid, which the constraint refuses. A periodic
     # firing's uid names its schedule and tick, which makes each tick fire once.
-    uid = models.CharField(max_length=191, null=True, unique=True, editable=False)
+    uid = models.CharField(max_length=191, null=True, unique=True, editable=False)  # noqa: DJ001 - NULL for rows from before uids
     # One entry per finished attempt (number, pool, times, outcome, error, bounded traceback).
     history = models.JSONField(default=list, blank=True, editable=False)
 
@@ -242,40 +268,43 @@ class Task(models.Model):
     def __str__(self) -> str:
         return f"{self.path} #{self.pk} ({self.status})"
 
-    def _finish(self, cancelled_ok: bool = False, **fields: Any) -> bool:
+    def _finish(self, entry: dict[str, Any] | None = None, **fields: Any) -> bool:
         # Conditional on still being ours: a task whose lease was recovered, or that
         # timed out and was abandoned, must not have its outcome written twice.
         using = router.db_for_write(Task, instance=self)
         mine: dict[str, Any] = {"status": Status.RUNNING, "worker": self.worker, "attempts": self.attempts}
-        if cancelled_ok:
-            # The common case costs one UPDATE; only a task asked to stop costs a second.
-            updated = update_task(using, self.pk, {**mine, "cancel_requested": False}, fields)
-            if not updated:
-                fields["status"] = Status.CANCELLED
-                fields.setdefault("finished_at", timezone.now())
-                fields.pop("run_after", None)
-                updated = update_task(using, self.pk, mine, fields)
-        else:
+        if entry is not None:
+            fields["history"] = _appended(self.history, entry)
+        # The common case costs one UPDATE; only a task asked to stop costs a second.
+        updated = update_task(using, self.pk, {**mine, "cancel_requested": False}, fields)
+        if not updated:
+            fields["status"] = Status.CANCELLED
+            fields.setdefault("finished_at", timezone.now())
+            fields.pop("run_after", None)
+            if entry is not None:
+                fields["history"] = _appended(self.history, {**entry, "outcome": "cancelled"})
             updated = update_task(using, self.pk, mine, fields)
         if updated:
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(updated)
 
-    def set_succeeded(self, result: Any) -> bool:
+    def set_succeeded(self, result: Any, entry: dict[str, Any] | None = None) -> bool:
         """Record a return value; a task asked to stop while running ends cancelled."""
         return self._finish(
-            cancelled_ok=True,
+            entry,
             status=Status.SUCCEEDED,
             result=result,
             finished_at=timezone.now(),
             lease_expires_at=None,
         )
 
-    def set_retrying(self, error: str, traceback: str, delay: float) -> bool:
+    def set_retrying(
+        self, error: str, traceback: str, delay: float, entry: dict[str, Any] | None = None
+    ) -> bool:
         """Queue the task again after ``delay`` seconds; a task asked to stop ends cancelled instead."""
         return self._finish(
-            cancelled_ok=True,
+            entry,
             status=Status.QUEUED,
             run_after=timezone.now() + timedelta(seconds=delay),
             error=error,
@@ -283,10 +312,10 @@ class Task(models.Model):
             lease_expires_at=None,
         )
 
-    def set_failed(self, error: str, traceback: str = "") -> bool:
+    def set_failed(self, error: str, traceback: str = "", entry: dict[str, Any] | None = None) -> bool:
         """Record the final failure; a task asked to stop ends cancelled instead."""
         return self._finish(
-            cancelled_ok=True,
+            entry,
             status=Status.FAILED,
             error=error,
             traceback=traceback,

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import math
 import random
 import threading
 import traceback as tb
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.utils import timezone
+from django.db import DatabaseError, connections, router, transaction
 from django.utils.module_loading import import_string
 
-from taskq import signing
+from taskq import outcome, signing
 from taskq.conf import settings
 from taskq.context import TaskContext, _current
-from taskq.exceptions import GiveUp, InvalidTask, Retry, TaskTimeout
+from taskq.exceptions import BadTaskSignature, GiveUp, InvalidTask, Retry, TaskTimeout
 from taskq.models import Status, Task
 from taskq.signals import task_finished, task_started
 from taskq.validation import check_result
 
 logger = logging.getLogger("taskq")
+
+# A Retry may ask for at most this long (ten years): beyond it a datetime overflows.
+MAX_RETRY_DELAY = 10 * 365 * 24 * 3600.0
 
 
 def backoff(attempt: int) -> float:
@@ -34,47 +40,73 @@ def backoff(attempt: int) -> float:
     return float(ceiling * random.uniform(0.5, 1.0))  # noqa: S311 - not for security
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def record_failure(task: Task, exc: BaseException, trace: str, retry_delay: float | None) -> None:
-    """Queue another attempt if one is left and wanted, else fail the task for good."""
-    error = _describe(exc)
-    if retry_delay is not None and task.attempts < task.max_attempts:
-        task.set_retrying(error, trace, retry_delay)
-        if task.status == Status.CANCELLED:
-            logger.info("task=%s path=%s event=cancelled error=%r", task.pk, task.path, error)
-            return
+def record(task: Task, result: outcome.Outcome) -> None:
+    """Write an attempt's outcome and log it; a retry past the last attempt fails instead."""
+    if result.status == Status.QUEUED and task.attempts >= task.max_attempts:
+        result = outcome.Outcome(
+            Status.FAILED,
+            "failed" if result.kind == "retried" else result.kind,
+            error=result.error,
+            exception=result.exception,
+            traceback=result.traceback,
+        )
+    outcome.write(task, result)
+    if task.status == Status.CANCELLED:
+        logger.info("task=%s path=%s event=cancelled error=%r", task.pk, task.path, task.error)
+    elif task.status == Status.QUEUED:
         logger.warning(
             "task=%s path=%s attempt=%s/%s event=retry delay=%.1f error=%r",
             task.pk,
             task.path,
             task.attempts,
             task.max_attempts,
-            retry_delay,
-            error,
+            result.delay,
+            task.error,
         )
-    else:
-        task.set_failed(error, trace)
+    elif task.status == Status.FAILED:
         logger.error(
             "task=%s path=%s attempt=%s/%s event=failed error=%r",
             task.pk,
             task.path,
             task.attempts,
             task.max_attempts,
-            error,
+            task.error,
         )
+    else:
+        logger.info("task=%s path=%s event=%s", task.pk, task.path, task.status)
+
+
+def record_failure(task: Task, exc: BaseException, trace: str, retry_delay: float | None) -> None:
+    """Queue another attempt if one is left and wanted, else fail the task for good."""
+    record(task, outcome.failed(exc, trace, retry_delay))
 
 
 def record_timeout(task: Task) -> None:
     """Record that ``task`` outran its timeout; its thread has been abandoned."""
     exc = TaskTimeout(f"ran longer than its timeout of {task.timeout:g}s")
-    record_failure(task, exc, "", backoff(task.attempts))
+    record(task, outcome.failed(exc, "", backoff(task.attempts), kind="timed_out"))
+
+
+@functools.lru_cache(maxsize=256)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+class _ArgumentsDoNotFit(InvalidTask):
+    """The stored arguments do not fit the function as it is now: no attempt can succeed."""
 
 
 def _call(task: Task) -> Any:
     fn = import_string(task.path)
+    try:
+        _signature(fn).bind(*task.args, **task.kwargs)
+    except TypeError as exc:
+        # Checked before the call, so a TypeError from inside the task is still an
+        # ordinary, retryable failure, while a call that cannot even start is final.
+        raise _ArgumentsDoNotFit(
+            f"the stored arguments do not fit {task.path}{_signature(fn)}: {exc}. Enqueue it again "
+            "with arguments that match, or deploy a version of the function that accepts these."
+        ) from None
     if inspect.iscoroutinefunction(fn):
         # async_to_sync runs the coroutine on its own loop and sends sync_to_async ORM
         # calls back to this thread, whose connections the pool cleans up.
@@ -82,14 +114,73 @@ def _call(task: Task) -> Any:
     return fn(*task.args, **task.kwargs)
 
 
+def _retry_delay(task: Task, exc: Retry) -> float | None:
+    """The delay a Retry asked for, or None if it asked for one no clock can hold."""
+    if exc.delay is None:
+        return backoff(task.attempts)
+    delay = exc.delay
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay):
+        return None
+    if not 0 <= delay <= MAX_RETRY_DELAY:
+        return None
+    return float(delay)
+
+
+def _attempt(task: Task) -> outcome.Outcome:
+    """Call the task's function and judge what it did, writing nothing."""
+    try:
+        result = _call(task)
+    except Retry as exc:
+        delay = _retry_delay(task, exc)
+        if delay is None:
+            bad = InvalidTask(
+                f"Retry(delay={exc.delay!r}) is not a number of seconds between 0 and {MAX_RETRY_DELAY:g}: "
+                "raise Retry with a finite delay, or GiveUp to stop."
+            )
+            return outcome.failed(bad, tb.format_exc(), None)
+        return outcome.failed(exc, tb.format_exc(), delay)
+    except (GiveUp, InvalidTask) as exc:
+        return outcome.failed(exc, tb.format_exc(), None)
+    except Exception as exc:  # noqa: BLE001 - any error in user code is the task's outcome
+        return outcome.failed(exc, tb.format_exc(), backoff(task.attempts))
+    try:
+        check_result(result)
+    except Exception as exc:  # noqa: BLE001 - whatever the check trips on, the value cannot be kept
+        reason = str(exc) if isinstance(exc, InvalidTask) else outcome.describe(exc)
+        return outcome.result_not_storable(reason, tb.format_exc())
+    reason = outcome.check_storable_result(result)
+    if reason is not None:
+        return outcome.result_not_storable(reason)
+    return outcome.succeeded(result)
+
+
+def _attempt_guarded(task: Task) -> outcome.Outcome:
+    conn = connections[router.db_for_write(Task, instance=task)]
+    if not conn.in_atomic_block:
+        return _attempt(task)
+    # Inside the caller's transaction (a TestCase, or run_due() in an atomic block), a
+    # database error in the task would poison that transaction and stop the outcome from
+    # being written. A savepoint confines the damage to the task's own work.
+    judged: list[outcome.Outcome] = []
+    try:
+        with transaction.atomic(using=conn.alias):
+            judged.append(_attempt(task))
+    except DatabaseError as exc:
+        if judged and judged[0].status != Status.SUCCEEDED:
+            return judged[0]  # the task's own failure, which also spoiled its savepoint
+        return outcome.failed(exc, tb.format_exc(), backoff(task.attempts))
+    return judged[0]
+
+
 def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
     """Run a task the caller has claimed (status running) and save its outcome."""
     if not signing.verify(task.path, task.args, task.kwargs, task.signature):
-        task.set_failed(
-            "BadTaskSignature: the path and arguments do not match their signature, so the "
-            "row was not written by taskq with this SECRET_KEY; refusing to run it"
+        exc = BadTaskSignature(
+            "the path and arguments do not match their signature, so the row was not written by "
+            "taskq with this SECRET_KEY; refusing to run it"
         )
         logger.error("task=%s path=%s event=bad_signature", task.pk, task.path)
+        record(task, outcome.failed(exc, "", None))
         task_finished.send(sender=Task, task=task)
         return task
     context = TaskContext(task.pk, task.attempts, task.max_attempts, cancel_event or threading.Event())
@@ -97,37 +188,15 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
     task_started.send(sender=Task, task=task)
     logger.info("task=%s path=%s attempt=%s event=started", task.pk, task.path, task.attempts)
     try:
-        result = _call(task)
-        check_result(result)
-    except Retry as exc:
-        delay = exc.delay if exc.delay is not None else backoff(task.attempts)
-        record_failure(task, exc, tb.format_exc(), delay)
-    except (GiveUp, InvalidTask) as exc:
-        record_failure(task, exc, tb.format_exc(), None)
-    except Exception as exc:  # noqa: BLE001 - any error in user code is the task's outcome
-        record_failure(task, exc, tb.format_exc(), backoff(task.attempts))
-    except BaseException as exc:
-        # SystemExit or KeyboardInterrupt from inside a task: record it, then let it
-        # propagate so the thread or process stops as its raiser intended.
-        record_failure(task, exc, tb.format_exc(), None)
-        raise
-    else:
-        task.set_succeeded(result)
-        logger.info("task=%s path=%s event=%s", task.pk, task.path, task.status)
+        try:
+            result = _attempt_guarded(task)
+        except BaseException as exc:
+            # SystemExit or KeyboardInterrupt from inside a task: record it, then let it
+            # propagate so the thread or process stops as its raiser intended.
+            record(task, outcome.failed(exc, tb.format_exc(), None))
+            raise
+        record(task, result)
     finally:
         _current.reset(token)
         task_finished.send(sender=Task, task=task)
-    return task
-
-
-def run_immediately(task: Task) -> Task:
-    """Immediate mode: run a committed task now in this thread, and again while a retry is due."""
-    from taskq.immediate import IMMEDIATE, claim, run_claimed  # it imports this module
-
-    # A task enqueued with a delay, or a retry with a backoff, is not due yet: it stays
-    # queued, as it would for a pool, until run_due() or a pool picks it up.
-    while task.run_after <= timezone.now() and claim(task, IMMEDIATE):
-        run_claimed(task)
-        if task.status != Status.QUEUED:
-            break
     return task

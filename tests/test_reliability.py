@@ -134,7 +134,7 @@ def test_retry_on_the_last_attempt_fails_the_task() -> None:
     ("fn", "error"),
     [
         (tasks.give_up, "GiveUp: no point trying again"),
-        (tasks.not_json, "InvalidTask: "),
+        (tasks.not_json, "ResultNotStorable: "),
     ],
 )
 def test_non_retryable_errors_fail_at_once_with_attempts_left(fn: Any, error: str) -> None:

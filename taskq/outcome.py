@@ -1,0 +1,222 @@
+"""How an attempt ended, and writing it so that a task never runs again for want of a stored outcome."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
+
+from taskq.bounds import MAX_HISTORY_TRACEBACK_CHARS, head_and_tail, one_line
+from taskq.conf import settings
+from taskq.exceptions import ErrorNotStorable, ResultNotStorable
+from taskq.models import Status, Task
+
+logger = logging.getLogger("taskq")
+
+# MariaDB/MySQL error numbers that mean the connection, not the data, is the problem.
+# 2006 and 2013 are also what a statement over max_allowed_packet gets back, which is
+# why a connection problem that survives a working reconnect is taken for a data one.
+MYSQL_CONNECTION_ERRORS = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
+FIRST_PAUSE = 0.05
+MAX_PAUSE = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt ended with: the row's next status and what to record."""
+
+    status: Status
+    kind: str  # the history entry's outcome: succeeded, retried, failed, timed_out, ...
+    result: Any = None
+    error: str = ""
+    exception: str = ""
+    traceback: str = ""
+    delay: float = 0.0
+    reduced: bool = False  # already the short form written when the full one was refused
+
+
+def class_path(exc: BaseException) -> str:
+    """Return the dotted path of ``exc``'s class, as Django's Tasks API reports it."""
+    cls = type(exc)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def describe(exc: BaseException) -> str:
+    """Return ``ClassName: message`` on one bounded line, even when ``str(exc)`` raises."""
+    name = type(exc).__name__
+    try:
+        message = str(exc)
+    except Exception as inner:  # noqa: BLE001 - a broken __str__ must not lose the failure
+        return one_line(f"{ErrorNotStorable.__name__}: {name} whose message raised {type(inner).__name__}")
+    return one_line(f"{name}: {message}" if message else name)
+
+
+def succeeded(result: Any) -> Outcome:
+    """The outcome of an attempt that returned ``result``."""
+    return Outcome(Status.SUCCEEDED, "succeeded", result=result)
+
+
+def failed(exc: BaseException, trace: str, retry_delay: float | None, kind: str = "") -> Outcome:
+    """The outcome of an attempt that raised ``exc``; ``retry_delay`` None means no retry."""
+    retry = retry_delay is not None
+    return Outcome(
+        Status.QUEUED if retry else Status.FAILED,
+        kind or ("retried" if retry else "failed"),
+        error=describe(exc),
+        exception=class_path(exc),
+        traceback=head_and_tail(trace),
+        delay=retry_delay or 0.0,
+    )
+
+
+def result_not_storable(reason: str, trace: str = "") -> Outcome:
+    """The outcome of an attempt whose return value can never be stored: final, no retry."""
+    exc = ResultNotStorable(reason)
+    return Outcome(
+        Status.FAILED,
+        "failed",
+        error=describe(exc),
+        exception=class_path(exc),
+        traceback=head_and_tail(trace),
+    )
+
+
+def check_storable_result(result: Any) -> str | None:
+    """Return why ``result`` cannot be stored as JSON within the size limit, or None if it can."""
+    try:
+        encoded = json.dumps(result, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    size, limit = len(encoded.encode("utf-8", "surrogatepass")), settings.max_result_bytes
+    if size > limit:
+        return (
+            f"the return value takes {size} bytes as JSON, over the TASKQ_MAX_RESULT_BYTES limit of "
+            f"{limit}: store large results in a model or a file and return its key"
+        )
+    return None
+
+
+def history_entry(task: Task, outcome: Outcome) -> dict[str, Any]:
+    """The attempt's entry in ``Task.history``."""
+    return {
+        "attempt": task.attempts,
+        "worker": task.worker,
+        "started_at": task.started_at.isoformat() if task.started_at else None,
+        "finished_at": timezone.now().isoformat(),
+        "outcome": outcome.kind,
+        "error": outcome.error,
+        "exception": outcome.exception,
+        "traceback": head_and_tail(outcome.traceback, MAX_HISTORY_TRACEBACK_CHARS),
+    }
+
+
+def _apply(task: Task, outcome: Outcome) -> bool:
+    entry = history_entry(task, outcome)
+    if outcome.status == Status.SUCCEEDED:
+        return task.set_succeeded(outcome.result, entry=entry)
+    if outcome.status == Status.QUEUED:
+        return task.set_retrying(outcome.error, outcome.traceback, outcome.delay, entry=entry)
+    return task.set_failed(outcome.error, outcome.traceback, entry=entry)
+
+
+def _reduced(outcome: Outcome, exc: BaseException) -> Outcome:
+    """The short form of ``outcome`` to write once the database refused the full one."""
+    reason = describe(exc)
+    if outcome.status == Status.SUCCEEDED:
+        return replace(result_not_storable(f"the database refused the return value ({reason})"), reduced=True)
+    # The task's failure still decides whether it runs again; only its text is dropped.
+    what = ErrorNotStorable(f"{outcome.error[:200]} (the database refused the error text: {reason})")
+    return replace(outcome, error=describe(what), exception=outcome.exception, traceback="", reduced=True)
+
+
+def _is_connection_problem(exc: BaseException, conn: BaseDatabaseWrapper) -> bool:
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if conn.vendor == "mysql":
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        return code is None or code in MYSQL_CONNECTION_ERRORS
+    return True
+
+
+def _fresh(conn: BaseDatabaseWrapper) -> bool:
+    """Drop ``conn`` so the next statement opens a new one; False inside a transaction we don't own."""
+    if conn.in_atomic_block:
+        return False
+    # Closing a dead connection may raise; it is gone either way.
+    with contextlib.suppress(Exception):
+        conn.close()
+    return True
+
+
+def _reachable(conn: BaseDatabaseWrapper) -> bool:
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure means: not reachable now
+        _fresh(conn)
+        return False
+    return True
+
+
+def _settle(conn: BaseDatabaseWrapper) -> None:
+    # A job that turned autocommit off and left its transaction open would otherwise carry
+    # the outcome into that transaction, and the cleanup after the job would roll it back.
+    if conn.connection is not None and not conn.in_atomic_block and not conn.get_autocommit():
+        _fresh(conn)
+
+
+def _write_once(task: Task, outcome: Outcome, conn: BaseDatabaseWrapper) -> bool:
+    if not conn.in_atomic_block:
+        _settle(conn)
+        return _apply(task, outcome)
+    # Inside the caller's transaction (immediate mode, run_due() in a test): a refused
+    # statement must spoil only its own savepoint, so the short form can still be written.
+    with transaction.atomic(using=conn.alias):
+        return _apply(task, outcome)
+
+
+def write(task: Task, outcome: Outcome) -> bool:
+    """Record ``outcome`` for ``task``'s current attempt; False if the row was no longer ours.
+
+    A value or text the database refuses becomes a short failure instead. A lost connection
+    is retried on a fresh one with a bounded back-off, well within the lease; only when that
+    runs out does this raise, leaving the row for lease recovery.
+    """
+    conn = connections[router.db_for_write(Task, instance=task)]
+    deadline = time.monotonic() + settings.outcome_retry_seconds
+    pause = FIRST_PAUSE
+    reconnected_and_failed = 0
+    while True:
+        try:
+            return _write_once(task, outcome, conn)
+        except (DatabaseError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+            if isinstance(exc, DatabaseError) and _is_connection_problem(exc, conn):
+                if time.monotonic() + pause > deadline or not _fresh(conn):
+                    raise
+                logger.warning(
+                    "task=%s event=outcome_retry pause=%.2f error=%r", task.pk, pause, describe(exc)
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, MAX_PAUSE)
+                # The same write failing again on a connection that answers is the data's fault.
+                if _reachable(conn):
+                    reconnected_and_failed += 1
+                    if reconnected_and_failed < 2:
+                        continue
+                else:
+                    continue
+            if outcome.reduced:
+                raise
+            logger.error("task=%s path=%s event=outcome_refused error=%r", task.pk, task.path, describe(exc))
+            if isinstance(exc, DatabaseError):
+                _fresh(conn)
+            outcome = _reduced(outcome, exc)
