@@ -24,6 +24,8 @@ logger = logging.getLogger("taskq")
 # 2006 and 2013 are also what a statement over max_allowed_packet gets back, which is
 # why a connection problem that survives a working reconnect is taken for a data one.
 MYSQL_CONNECTION_ERRORS = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
+MYSQL_GONE_AWAY = frozenset({2006, 2013})
+AMBIGUOUS_TRIES = 3
 FIRST_PAUSE = 0.05
 MAX_PAUSE = 1.0
 
@@ -147,6 +149,10 @@ def _is_connection_problem(exc: BaseException, conn: BaseDatabaseWrapper) -> boo
     return True
 
 
+def _ambiguous(exc: DatabaseError, conn: BaseDatabaseWrapper) -> bool:
+    return conn.vendor == "mysql" and bool(exc.args) and exc.args[0] in MYSQL_GONE_AWAY
+
+
 def _fresh(conn: BaseDatabaseWrapper) -> bool:
     """Drop ``conn`` so the next statement opens a new one; False inside a transaction we don't own."""
     if conn.in_atomic_block:
@@ -194,7 +200,7 @@ def write(task: Task, outcome: Outcome) -> bool:
     conn = connections[router.db_for_write(Task, instance=task)]
     deadline = time.monotonic() + settings.outcome_retry_seconds
     pause = FIRST_PAUSE
-    reconnected_and_failed = 0
+    suspicious = 0
     while True:
         try:
             return _write_once(task, outcome, conn)
@@ -207,16 +213,18 @@ def write(task: Task, outcome: Outcome) -> bool:
                 )
                 time.sleep(pause)
                 pause = min(pause * 2, MAX_PAUSE)
-                # The same write failing again on a connection that answers is the data's fault.
-                if _reachable(conn):
-                    reconnected_and_failed += 1
-                    if reconnected_and_failed < 2:
-                        continue
-                else:
+                # MariaDB drops the connection over a statement larger than max_allowed_packet,
+                # so the same "gone away" on a server that answers every ping is the data's fault.
+                if not (_ambiguous(exc, conn) and _reachable(conn)):
+                    continue
+                suspicious += 1
+                if suspicious < AMBIGUOUS_TRIES:
                     continue
             if outcome.reduced:
                 raise
-            logger.error("task=%s path=%s event=outcome_refused error=%r", task.pk, task.path, describe(exc))
+            logger.error(
+                "task=%s path=%s event=outcome_refused error=%r", task.pk, task.path, describe(exc)
+            )
             if isinstance(exc, DatabaseError):
                 _fresh(conn)
             outcome = _reduced(outcome, exc)

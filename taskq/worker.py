@@ -92,10 +92,6 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)
 
 
-class _ArgumentsDoNotFit(InvalidTask):
-    """The stored arguments do not fit the function as it is now: no attempt can succeed."""
-
-
 def _call(task: Task) -> Any:
     fn = import_string(task.path)
     try:
@@ -103,8 +99,8 @@ def _call(task: Task) -> Any:
     except TypeError as exc:
         # Checked before the call, so a TypeError from inside the task is still an
         # ordinary, retryable failure, while a call that cannot even start is final.
-        raise _ArgumentsDoNotFit(
-            f"the stored arguments do not fit {task.path}{_signature(fn)}: {exc}. Enqueue it again "
+        raise InvalidTask(
+            f"the stored arguments do not fit {task.path}(): {exc}. Enqueue it again "
             "with arguments that match, or deploy a version of the function that accepts these."
         ) from None
     if inspect.iscoroutinefunction(fn):
