@@ -144,9 +144,9 @@ def _attempt(task: Task) -> outcome.Outcome:
     except Exception as exc:  # noqa: BLE001 - whatever the check trips on, the value cannot be kept
         reason = str(exc) if isinstance(exc, InvalidTask) else outcome.describe(exc)
         return outcome.result_not_storable(reason, tb.format_exc())
-    reason = outcome.check_storable_result(result)
-    if reason is not None:
-        return outcome.result_not_storable(reason)
+    refused = outcome.check_storable_result(result)
+    if refused is not None:
+        return outcome.result_not_storable(refused)
     return outcome.succeeded(result)
 
 
