@@ -20,10 +20,13 @@ from taskq.models import Status, Task
 
 logger = logging.getLogger("taskq")
 
-# MariaDB/MySQL error numbers that mean the connection, not the data, is the problem.
-# 2006 and 2013 are also what a statement over max_allowed_packet gets back, which is
-# why a connection problem that survives a working reconnect is taken for a data one.
-MYSQL_CONNECTION_ERRORS = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
+# MariaDB/MySQL report some refused values as OperationalError: packet too large, bad
+# string, data too long, invalid JSON, a failed CHECK (json_valid) and JSON too deep.
+# Any other OperationalError is taken for the connection's, which is retried: wrongly
+# failing a task that succeeded would be worse than one more write.
+MYSQL_DATA_ERRORS = frozenset({1153, 1301, 1366, 1406, 3140, 4025, 4040})
+# A statement over max_allowed_packet can also come back as "gone away", which is why the
+# same "gone away" on a server that answers every ping is taken for the data's fault.
 MYSQL_GONE_AWAY = frozenset({2006, 2013})
 AMBIGUOUS_TRIES = 3
 FIRST_PAUSE = 0.05
@@ -144,8 +147,7 @@ def _is_connection_problem(exc: BaseException, conn: BaseDatabaseWrapper) -> boo
     if not isinstance(exc, OperationalError):
         return False
     if conn.vendor == "mysql":
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        return code is None or code in MYSQL_CONNECTION_ERRORS
+        return not (exc.args and exc.args[0] in MYSQL_DATA_ERRORS)
     return True
 
 

@@ -97,3 +97,17 @@ def cuts_its_own_connection(key: str) -> str:
 def fits_one(key: str, x: int) -> int:
     _called(key)
     return x
+
+
+def counted(path: str, key: str, seconds: float = 0.02) -> str:
+    """Append ``key`` to the file at ``path`` (one line per call), then work for a moment."""
+    import os
+    import time
+
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{key}\n".encode())
+    finally:
+        os.close(fd)
+    time.sleep(seconds)  # stands in for a slow API call, so runners overlap
+    return key
