@@ -54,6 +54,11 @@ def task_path(fn: Callable[..., Any]) -> str:
             f"{fn.__qualname__} is a method, which cannot be stored: enqueue a module-level "
             "function and pass the object's primary key to it."
         )
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise InvalidTask(
+            f"{fn.__qualname__} is a generator function, whose body would never run: make it "
+            "a plain function that does the work (return a list if it produces values)."
+        )
     if fn.__module__ == "__main__":
         raise InvalidTask(
             f"{fn.__name__} is defined in __main__, which a worker cannot import: move it to "
@@ -72,38 +77,114 @@ def task_path(fn: Callable[..., Any]) -> str:
     return path
 
 
-def _check(value: Any, where: str) -> None:
-    if value is None or isinstance(value, (str, bool, int)):
+# MariaDB refuses JSON with 32 nested lists or dicts (its depth limit of 32 counts the
+# values inside the innermost one), so every backend keeps to the same limit.
+MAX_NESTING = 31
+MAX_INT_DIGITS = 4300  # Python's default int-to-str limit, which json.dumps obeys
+
+
+def check_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise InvalidTask if ``fn(*args, **kwargs)`` does not fit the function's parameters."""
+    try:
+        inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise InvalidTask(
+            f"{fn.__qualname__}{inspect.signature(fn)} cannot be called with these arguments "
+            f"({exc}): pass the arguments its definition accepts."
+        ) from None
+
+
+def runnable(path: str) -> Callable[..., Any]:
+    """Import ``path`` and return the module-level function it names, or raise InvalidTask."""
+    try:
+        fn = import_string(path)
+    except ImportError as exc:
+        raise InvalidTask(
+            f"{path!r} cannot be imported ({exc}): deploy the code that defines it, or cancel the task."
+        ) from None
+    if task_path(fn) != path:
+        raise InvalidTask(
+            f"{path!r} is another name for {fn.__module__}.{fn.__qualname__}: enqueue the function "
+            "under the module and name where it is defined."
+        )
+    return fn  # type: ignore[no-any-return]  # import_string is untyped
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeiou" else "a"
+
+
+def text_problem(text: str) -> str | None:
+    """Say why a string cannot be stored on every backend, or return None if it can."""
+    if "\x00" in text:
+        return "contains a NUL character (\\x00), which PostgreSQL cannot store"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (e.g. \\ud800), which is not valid UTF-8"
+    return None
+
+
+def _check(value: Any, where: str, level: int) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem:
+            raise InvalidTask(f"{where} {problem}: remove it, or base64-encode binary data.")
+        return
+    if isinstance(value, int):
+        if value.bit_length() > MAX_INT_DIGITS * 3:  # cheap bound before the exact count
+            try:
+                str(value)
+            except ValueError:
+                raise InvalidTask(
+                    f"{where} is an int of more than {MAX_INT_DIGITS} digits, which JSON here "
+                    "cannot hold: pass it as a str and convert it with int() in the task."
+                ) from None
         return
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidTask(f"{where} is {value!r}, which JSON cannot hold: pass a finite number or None.")
         return
+    if isinstance(value, (list, tuple, dict)) and level > MAX_NESTING:
+        raise InvalidTask(
+            f"{where} nests lists and dicts more than 32 levels deep, the JSON limit taskq keeps "
+            "on every backend (MariaDB's): flatten it, or store it in a model and pass its key."
+        )
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            _check(item, f"{where}[{i}]")
+            _check(item, f"{where}[{i}]", level + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidTask(
-                    f"{where} has the key {key!r}; JSON object keys must be strings: convert "
-                    "the keys with str()."
-                )
-            _check(item, f"{where}[{key!r}]")
+            _check_key(key, where)
+            _check(item, f"{where}[{key!r}]", level + 1)
         return
     hint = next((h for types, h in _HINTS if isinstance(value, types)), None)
     hint = hint or (
         "pass plain JSON (str, int, float, bool, None, list, dict), e.g. str(value) or value.isoformat()"
     )
-    raise InvalidTask(f"{where} is a {type(value).__name__}, which is not JSON: {hint}.")
+    name = type(value).__name__
+    raise InvalidTask(f"{where} is {_article(name)} {name}, which is not JSON: {hint}.")
+
+
+def _check_key(key: Any, where: str) -> None:
+    if not isinstance(key, str):
+        raise InvalidTask(
+            f"{where} has the key {key!r}; JSON object keys must be strings: convert the keys with str()."
+        )
+    problem = text_problem(key)
+    if problem:
+        raise InvalidTask(f"{where} has a key that {problem}: rename the key.")
 
 
 def clean_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """Return the arguments as they will come back from the database, or raise InvalidTask."""
-    _check(list(args), "args")
+    _check(list(args), "args", 1)
     for name, value in kwargs.items():
-        _check(value, f"kwargs[{name!r}]")
+        _check_key(name, "kwargs")
+        _check(value, f"kwargs[{name!r}]", 2)
     encoded = json.dumps([args, kwargs], separators=(",", ":"))
     limit = settings.max_args_bytes
     if len(encoded.encode()) > limit:
@@ -119,4 +200,4 @@ def clean_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list
 
 def check_result(value: Any) -> None:
     """Raise InvalidTask if a task's return value cannot be stored as JSON."""
-    _check(value, "the return value")
+    _check(value, "the return value", 1)

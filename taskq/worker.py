@@ -84,7 +84,7 @@ def _call(task: Task) -> Any:
 
 def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
     """Run a task the caller has claimed (status running) and save its outcome."""
-    if not signing.verify(task.path, task.args, task.kwargs, task.signature):
+    if not signing.verify(task.path, task.args, task.kwargs, task.uid, task.signature):
         task.set_failed(
             "BadTaskSignature: the path and arguments do not match their signature, so the "
             "row was not written by taskq with this SECRET_KEY; refusing to run it"
