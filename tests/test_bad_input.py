@@ -26,6 +26,10 @@ def one(x: Any) -> Any:
     return x
 
 
+def wrap(x: Any) -> list[Any]:
+    return [x]
+
+
 def numbers() -> Iterator[int]:
     yield 1
 
@@ -111,10 +115,19 @@ def test_deepest_nesting_every_backend_stores_round_trips() -> None:
 
 
 def test_deepest_result_is_stored() -> None:
-    enqueue(one, nested(30))
+    enqueue(wrap, nested(30))
     [ran] = run_due()
     assert ran.status == Status.SUCCEEDED, ran.error
-    assert Task.objects.get(pk=ran.pk).result == nested(30)
+    assert Task.objects.get(pk=ran.pk).result == nested(31)
+
+
+def test_a_self_containing_list_is_refused_not_a_recursion_error() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(InvalidTask, match="32 levels"):
+        enqueue(one, loop)
+    with pytest.raises(InvalidTask, match="32 levels"):
+        check_result(loop)
 
 
 def test_the_grammar_of_a_type_name_follows_its_first_letter() -> None:
