@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from taskq import signing
 from taskq.conf import settings
-from taskq.decorators import TaskDefaults, check_seconds, defaults_of
+from taskq.decorators import defaults_of
 from taskq.exceptions import InvalidTask, NotMigrated
 from taskq.signals import task_enqueued
-from taskq.validation import check_call, clean_arguments, task_path
+from taskq.validation import check_call, check_options, check_seconds, clean_arguments, task_path
 
 if TYPE_CHECKING:
     from taskq.models import Task
@@ -34,7 +34,7 @@ class Options:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        TaskDefaults(self.queue, self.priority, self.max_attempts, self.timeout)
+        check_options(self.queue, self.priority, self.max_attempts, self.timeout)
         if self.delay is not None and self.run_at is not None:
             raise InvalidTask("pass delay or run_at, not both.")
         if self.delay is not None:

@@ -7,9 +7,11 @@ import inspect
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeGuard
 
 from django.db.models import Model
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from taskq.conf import settings
@@ -80,7 +82,73 @@ def task_path(fn: Callable[..., Any]) -> str:
 # MariaDB refuses JSON with 32 nested lists or dicts (its depth limit of 32 counts the
 # values inside the innermost one), so every backend keeps to the same limit.
 MAX_NESTING = 31
-MAX_INT_DIGITS = 4300  # Python's default int-to-str limit, which json.dumps obeys
+MAX_INT_DIGITS = 4300  # Python's default int-to-str limit, which json.loads in a worker obeys
+_TOO_BIG = 10**MAX_INT_DIGITS
+# The columns are 32-bit signed on every backend (MariaDB's unsigned max_attempts included).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+QUEUE_MAX_LENGTH = 64  # Task.queue's max_length
+
+
+def check_options(queue: object, priority: object, max_attempts: object, timeout: object) -> None:
+    """Raise InvalidTask unless each option given (not None) fits its column on every backend."""
+    check_queue(queue)
+    if priority is not None and not (_is_int(priority) and INT_MIN <= priority <= INT_MAX):
+        raise InvalidTask(
+            f"priority must be an int from {INT_MIN} to {INT_MAX}, not {priority!r}: "
+            "pick a small number, higher runs first."
+        )
+    if max_attempts is not None and not (_is_int(max_attempts) and 1 <= max_attempts <= INT_MAX):
+        raise InvalidTask(
+            f"max_attempts must be an int from 1 to {INT_MAX}, not {max_attempts!r}: "
+            "pass 1 for a single attempt."
+        )
+    if timeout is not None:
+        if not _is_number(timeout):
+            raise InvalidTask(f"timeout must be a positive number of seconds, not {timeout!r}.")
+        check_seconds("timeout", timeout, allow_zero=False)
+
+
+def check_queue(queue: object) -> None:
+    """Raise InvalidTask unless ``queue`` is None or a name the queue column can hold."""
+    if queue is None:
+        return
+    if not isinstance(queue, str) or not queue:
+        raise InvalidTask(f"queue must be a non-empty string, not {queue!r}: pass a name such as 'default'.")
+    if len(queue) > QUEUE_MAX_LENGTH:
+        raise InvalidTask(
+            f"queue names are at most {QUEUE_MAX_LENGTH} characters, not {len(queue)}: pick a shorter name."
+        )
+    problem = text_problem(queue)
+    if problem:
+        raise InvalidTask(f"queue {queue!r} {problem}: pick a plain name.")
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool) -> float:
+    """Return ``value`` (seconds or a timedelta) as float seconds, or raise InvalidTask."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif _is_number(value):
+        seconds = float(value)
+    else:
+        raise InvalidTask(f"{name} must be seconds or a timedelta, not {value!r}.")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        least = "zero or more" if allow_zero else "more than zero"
+        raise InvalidTask(f"{name} must be a finite number of seconds, {least}, not {value!r}.")
+    try:
+        timezone.now() + timedelta(seconds=seconds)
+    except OverflowError:
+        raise InvalidTask(
+            f"{name} of {value!r} seconds reaches past the year 9999: pass a shorter {name}."
+        ) from None
+    return seconds
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -134,14 +202,11 @@ def _check(value: Any, where: str, level: int) -> None:
             raise InvalidTask(f"{where} {problem}: remove it, or base64-encode binary data.")
         return
     if isinstance(value, int):
-        if value.bit_length() > MAX_INT_DIGITS * 3:  # cheap bound before the exact count
-            try:
-                str(value)
-            except ValueError:
-                raise InvalidTask(
-                    f"{where} is an int of more than {MAX_INT_DIGITS} digits, which JSON here "
-                    "cannot hold: pass it as a str and convert it with int() in the task."
-                ) from None
+        if abs(value) >= _TOO_BIG:
+            raise InvalidTask(
+                f"{where} is an int of more than {MAX_INT_DIGITS} digits, which Python's JSON "
+                "refuses to read back: pass it as a str and convert it with int() in the task."
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
