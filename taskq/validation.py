@@ -67,6 +67,11 @@ def task_path(fn: Callable[..., Any]) -> str:
             "an importable module."
         )
     path = f"{fn.__module__}.{fn.__qualname__}"
+    if len(path) > PATH_MAX_LENGTH:
+        raise InvalidTask(
+            f"{path} is {len(path)} characters long, over the {PATH_MAX_LENGTH} the path column "
+            "holds: enqueue a function with a shorter module path and name."
+        )
     try:
         found = import_string(path)
     except ImportError:
@@ -87,6 +92,8 @@ _TOO_BIG = 10**MAX_INT_DIGITS
 # The columns are 32-bit signed on every backend (MariaDB's unsigned max_attempts included).
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 QUEUE_MAX_LENGTH = 64  # Task.queue's max_length
+PATH_MAX_LENGTH = 255  # Task.path's max_length
+_MAX_SECONDS = 10**12  # beyond the year 9999 from any date a datetime can hold
 
 
 def check_options(queue: object, priority: object, max_attempts: object, timeout: object) -> None:
@@ -127,6 +134,8 @@ def check_seconds(name: str, value: object, *, allow_zero: bool) -> float:
     """Return ``value`` (seconds or a timedelta) as float seconds, or raise InvalidTask."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
+    elif _is_int(value) and abs(value) > _MAX_SECONDS:
+        seconds = math.inf if value > 0 else -math.inf  # float() of such an int overflows
     elif _is_number(value):
         seconds = float(value)
     else:

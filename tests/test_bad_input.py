@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -101,6 +103,35 @@ def test_bad_keyword_name_is_refused(key: str) -> None:
     assert not Task.objects.exists()
 
 
+def test_the_digit_limit_holds_even_when_python_lifts_its_own() -> None:
+    # A worker process reads with the default limit, whatever this process set.
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        with pytest.raises(InvalidTask, match="more than 4300 digits"):
+            enqueue(one, 10**4300)
+    finally:
+        sys.set_int_max_str_digits(before)
+    assert not Task.objects.exists()
+
+
+def test_a_path_longer_than_its_column_is_refused() -> None:
+    name = "tests." + "m" * 250
+    module = types.ModuleType(name)
+
+    def fn() -> None: ...
+
+    fn.__module__, fn.__qualname__ = name, "fn"
+    module.fn = fn  # type: ignore[attr-defined]  # a module built at run time
+    sys.modules[name] = module
+    try:
+        with pytest.raises(InvalidTask, match="over the 255 the path column holds"):
+            enqueue(fn)
+    finally:
+        del sys.modules[name]
+    assert not Task.objects.exists()
+
+
 def test_deepest_nesting_every_backend_stores_round_trips() -> None:
     # 30 lists inside the args list (31 in the column) and 31 inside a result are the most
     # MariaDB accepts; the same values must be stored and read back everywhere.
@@ -172,6 +203,7 @@ BAD_OPTIONS = [
     pytest.param({"delay": 1e12}, "past the year 9999", id="delay-overflow"),
     pytest.param({"delay": timedelta.max}, "past the year 9999", id="delay-timedelta-max"),
     pytest.param({"delay": -1}, "delay must be a finite", id="delay-negative"),
+    pytest.param({"delay": 10**400}, "delay must be a finite", id="delay-huge-int"),
     pytest.param({"queue": "q" * 65}, "at most 64 characters", id="queue-long"),
     pytest.param({"queue": "a\x00"}, "NUL", id="queue-nul"),
     pytest.param({"queue": "\ud800"}, "lone surrogate", id="queue-surrogate"),
@@ -186,6 +218,7 @@ BAD_OPTIONS = [
     pytest.param({"timeout": -1}, "timeout must be a finite", id="timeout-negative"),
     pytest.param({"timeout": 0}, "timeout must be a finite", id="timeout-zero"),
     pytest.param({"timeout": 1e300}, "past the year 9999", id="timeout-huge"),
+    pytest.param({"timeout": 10**400}, "timeout must be a finite", id="timeout-huge-int"),
 ]
 
 
