@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from datetime import tzinfo as tzinfo_type
@@ -21,15 +22,21 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
 
-from taskq import process
+from taskq import process, signing
 from taskq.conf import settings
+from taskq.exceptions import InvalidTask
 from taskq.models import FINISHED, Status, Task, TaskQuerySet, Worker
 from taskq.signals import task_enqueued
 from taskq.status import format_duration
+from taskq.validation import clean_arguments, runnable
 
 # Columns the changelist never shows; a page of tracebacks is slow to fetch and render.
 HEAVY_FIELDS = ("args", "kwargs", "result", "error", "traceback", "signature")
 RUN_AGAIN_LIMIT = 1000
+# Retry and Run again re-sign a task that the worker refused with this error, and only such
+# a task: an admin who acts on it vouches for a row whose key was rotated away.
+REFUSED_PREFIX = "BadTaskSignature"
+SIGNED_FIELDS = ("path", "args", "kwargs", "uid", "signature")
 MAX_ID = 2**63 - 1
 # The detail page, section by section; every field is read-only.
 SUMMARY_FIELDS = (
@@ -380,7 +387,19 @@ class TaskAdmin(TaskModelAdmin):
     @admin.action(description="Retry failed or cancelled tasks", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         now = timezone.now()
-        count = queryset.filter(status__in=[Status.FAILED, Status.CANCELLED]).update(
+        retryable = queryset.filter(status__in=[Status.FAILED, Status.CANCELLED])
+        resigned, refused = 0, []
+        for task in retryable.filter(error__startswith=REFUSED_PREFIX).only(*SIGNED_FIELDS):
+            if _verifies(task):
+                continue
+            try:
+                _resign(task, task.uid or secrets.token_hex(16))
+            except InvalidTask as exc:
+                refused.append(f"Task {task.pk} was not re-signed: {exc}")
+                continue
+            Task.objects.filter(pk=task.pk).update(uid=task.uid, signature=task.signature)
+            resigned += 1
+        count = retryable.update(
             status=Status.QUEUED,
             attempts=0,
             enqueued_at=now,
@@ -402,6 +421,18 @@ class TaskAdmin(TaskModelAdmin):
             )
         else:
             self.message_user(request, "Only failed or cancelled tasks can be retried.", messages.WARNING)
+        self._report_resigning(request, resigned, refused)
+
+    def _report_resigning(self, request: HttpRequest, resigned: int, refused: list[str]) -> None:
+        if resigned:
+            self.message_user(
+                request,
+                f"Re-signed {resigned} task(s) with the current SECRET_KEY: their signatures matched no "
+                "key, as happens when SECRET_KEY changes without the old key in SECRET_KEY_FALLBACKS.",
+                messages.WARNING,
+            )
+        for reason in refused:
+            self.message_user(request, reason, messages.ERROR)
 
     @admin.action(description="Cancel queued tasks", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
@@ -428,7 +459,7 @@ class TaskAdmin(TaskModelAdmin):
         originals = list(
             queryset.filter(status__in=FINISHED)
             .order_by("pk")
-            .only("path", "args", "kwargs", "signature", "queue", "priority", "max_attempts", "timeout")[
+            .only(*SIGNED_FIELDS, "error", "queue", "priority", "max_attempts", "timeout")[
                 : RUN_AGAIN_LIMIT + 1
             ]
         )
@@ -443,14 +474,29 @@ class TaskAdmin(TaskModelAdmin):
             self.message_user(request, "Only finished tasks can be run again.", messages.WARNING)
             return
         now, who = timezone.now(), _who(request)
-        # The signature is copied, not made anew: a row that was forged in the database
-        # stays refused, however often it is run again.
+        resigned, refused = 0, []
+        for t in originals:
+            uid = secrets.token_hex(16)
+            if _verifies(t):
+                # Each copy needs its own uid, so it is signed anew; the original's signature
+                # vouched for the path and arguments.
+                t.signature = signing.sign(t.path, t.args, t.kwargs, uid)
+            elif t.error.startswith(REFUSED_PREFIX):
+                try:
+                    _resign(t, uid)
+                    resigned += 1
+                except InvalidTask as exc:
+                    refused.append(f"Task {t.pk} was not re-signed: {exc}")
+            # Anything else keeps its signature, which matches no uid: a row forged in the
+            # database stays refused, however often it is run again.
+            t.uid = uid
         copies = Task.objects.bulk_create(
             Task(
                 path=t.path,
                 args=t.args,
                 kwargs=t.kwargs,
                 signature=t.signature,
+                uid=t.uid,
                 queue=t.queue,
                 priority=t.priority,
                 max_attempts=t.max_attempts,
@@ -467,6 +513,19 @@ class TaskAdmin(TaskModelAdmin):
         self.message_user(
             request, f"Queued {len(copies)} new task(s) copied from the selection.", messages.SUCCESS
         )
+        self._report_resigning(request, resigned, refused)
+
+
+def _verifies(task: Task) -> bool:
+    return signing.verify(task.path, task.args, task.kwargs, task.uid, task.signature)
+
+
+def _resign(task: Task, uid: str) -> None:
+    """Sign a refused task anew under the current SECRET_KEY, or raise InvalidTask if it cannot run."""
+    runnable(task.path)
+    clean_arguments(tuple(task.args), task.kwargs)
+    task.uid = uid
+    task.signature = signing.sign(task.path, task.args, task.kwargs, uid)
 
 
 @admin.register(Worker)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from taskq.exceptions import InvalidTask
+from taskq.validation import check_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,22 +23,7 @@ class TaskDefaults:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        if self.queue is not None and (not isinstance(self.queue, str) or not self.queue):
-            raise InvalidTask(f"queue must be a non-empty string, not {self.queue!r}.")
-        if self.priority is not None and not _is_int(self.priority):
-            raise InvalidTask(f"priority must be an int, not {self.priority!r}.")
-        if self.max_attempts is not None and not (_is_int(self.max_attempts) and self.max_attempts >= 1):
-            raise InvalidTask(f"max_attempts must be an int of at least 1, not {self.max_attempts!r}.")
-        if self.timeout is not None and not (_is_number(self.timeout) and self.timeout > 0):
-            raise InvalidTask(f"timeout must be a positive number of seconds, not {self.timeout!r}.")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+        check_options(self.queue, self.priority, self.max_attempts, self.timeout)
 
 
 def defaults_of(fn: Callable[..., Any]) -> TaskDefaults:

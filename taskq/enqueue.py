@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from taskq import signing
 from taskq.conf import settings
-from taskq.decorators import TaskDefaults, defaults_of
-from taskq.exceptions import InvalidTask
+from taskq.decorators import defaults_of
+from taskq.exceptions import InvalidTask, NotMigrated
 from taskq.signals import task_enqueued
-from taskq.validation import clean_arguments, task_path
+from taskq.validation import check_call, check_options, check_seconds, clean_arguments, task_path
 
 if TYPE_CHECKING:
     from taskq.models import Task
@@ -33,11 +34,11 @@ class Options:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        TaskDefaults(self.queue, self.priority, self.max_attempts, self.timeout)
+        check_options(self.queue, self.priority, self.max_attempts, self.timeout)
         if self.delay is not None and self.run_at is not None:
             raise InvalidTask("pass delay or run_at, not both.")
-        if self.delay is not None and self._delay_seconds() < 0:
-            raise InvalidTask(f"delay must not be negative, not {self.delay!r}.")
+        if self.delay is not None:
+            check_seconds("delay", self.delay, allow_zero=True)
         if self.run_at is not None and (
             not isinstance(self.run_at, datetime) or timezone.is_naive(self.run_at)
         ):
@@ -47,12 +48,7 @@ class Options:
             )
 
     def _delay_seconds(self) -> float:
-        delay = self.delay
-        if isinstance(delay, timedelta):
-            return delay.total_seconds()
-        if isinstance(delay, (int, float)) and not isinstance(delay, bool):
-            return float(delay)
-        raise InvalidTask(f"delay must be seconds or a timedelta, not {delay!r}.")
+        return check_seconds("delay", self.delay, allow_zero=True)
 
     def options(self, **changes: Any) -> Options:
         """Return a copy with some options changed."""
@@ -63,6 +59,7 @@ class Options:
         from taskq.models import Task
 
         path = task_path(fn)
+        check_call(fn, args, kwargs)
         clean_args, clean_kwargs = clean_arguments(args, kwargs)
         fn_defaults = defaults_of(fn)
         now = timezone.now()
@@ -73,11 +70,13 @@ class Options:
         else:
             run_after = now
         timeout = _first(self.timeout, fn_defaults.timeout, settings.default_timeout)
+        uid = secrets.token_hex(16)
         task = Task(
             path=path,
             args=clean_args,
             kwargs=clean_kwargs,
-            signature=signing.sign(path, clean_args, clean_kwargs),
+            uid=uid,
+            signature=signing.sign(path, clean_args, clean_kwargs, uid),
             queue=_first(self.queue, fn_defaults.queue, settings.default_queue),
             priority=_first(self.priority, fn_defaults.priority, settings.default_priority),
             max_attempts=_first(self.max_attempts, fn_defaults.max_attempts, settings.default_max_attempts),
@@ -86,10 +85,34 @@ class Options:
             enqueued_at=now,
         )
         using = router.db_for_write(Task)
-        task.save(using=using, force_insert=True)
+        try:
+            task.save(using=using, force_insert=True)
+        except DatabaseError as exc:
+            if _table_missing(exc, using):
+                raise NotMigrated(
+                    f"the {Task._meta.db_table} table does not exist in the {using!r} database: "
+                    "run manage.py migrate."
+                ) from exc
+            raise
         task_enqueued.send(sender=Task, task=task)
         transaction.on_commit(lambda: _committed(task), using=using)
         return task
+
+
+def _table_missing(exc: DatabaseError, using: str) -> bool:
+    from taskq.models import Task
+
+    table = Task._meta.db_table
+    conn = connections[using]
+    if not conn.needs_rollback:
+        try:
+            return table not in conn.introspection.table_names()
+        except DatabaseError:
+            pass
+    # Inside a broken transaction no query can run, so read the driver's message instead.
+    return table in str(exc) and any(
+        words in str(exc) for words in ("no such table", "does not exist", "doesn't exist")
+    )
 
 
 def _first(*values: Any) -> Any:

@@ -13,6 +13,10 @@ class InvalidTask(ValueError, TaskqError):
     """enqueue() was given a callable or arguments that cannot be stored and run later."""
 
 
+class NotMigrated(TaskqError, RuntimeError):
+    """taskq's tables do not exist yet in the database: manage.py migrate has not run."""
+
+
 class BadTaskSignature(TaskqError):
     """A task row's signature does not match its path and arguments."""
 

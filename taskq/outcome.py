@@ -224,9 +224,7 @@ def write(task: Task, outcome: Outcome) -> bool:
                     continue
             if outcome.reduced:
                 raise
-            logger.error(
-                "task=%s path=%s event=outcome_refused error=%r", task.pk, task.path, describe(exc)
-            )
+            logger.error("task=%s path=%s event=outcome_refused error=%r", task.pk, task.path, describe(exc))
             if isinstance(exc, DatabaseError):
                 _fresh(conn)
             outcome = _reduced(outcome, exc)

@@ -22,7 +22,7 @@ from taskq.context import TaskContext, _current
 from taskq.exceptions import BadTaskSignature, GiveUp, InvalidTask, Retry, TaskTimeout
 from taskq.models import Status, Task
 from taskq.signals import task_finished, task_started
-from taskq.validation import check_result
+from taskq.validation import check_result, runnable
 
 logger = logging.getLogger("taskq")
 
@@ -93,7 +93,11 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
 
 
 def _call(task: Task) -> Any:
-    fn = import_string(task.path)
+    # An ImportError stays retryable: a rolling deploy may not have reached this process yet.
+    import_string(task.path)
+    # Checked again although the signature matched: should the key leak, a forged row
+    # still cannot name a class, a builtin or anything but a module-level function.
+    fn = runnable(task.path)
     try:
         _signature(fn).bind(*task.args, **task.kwargs)
     except TypeError as exc:
@@ -170,7 +174,7 @@ def _attempt_guarded(task: Task) -> outcome.Outcome:
 
 def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
     """Run a task the caller has claimed (status running) and save its outcome."""
-    if not signing.verify(task.path, task.args, task.kwargs, task.signature):
+    if not signing.verify(task.path, task.args, task.kwargs, task.uid, task.signature):
         exc = BadTaskSignature(
             "the path and arguments do not match their signature, so the row was not written by "
             "taskq with this SECRET_KEY; refusing to run it"

@@ -46,6 +46,8 @@ def test_enqueue_stores_one_queued_row(django_assert_num_queries: Any) -> None:
     assert row.timeout is None
     assert row.run_after == row.enqueued_at
     assert row.signature
+    assert row.uid
+    assert len(row.uid) == 32
 
 
 def test_task_kwargs_named_like_options_reach_the_task() -> None:
@@ -94,7 +96,7 @@ def test_delay_and_run_at_set_run_after() -> None:
     ("kwargs", "message"),
     [
         ({"delay": 1, "run_at": timezone.now()}, "not both"),
-        ({"delay": -1}, "must not be negative"),
+        ({"delay": -1}, "zero or more"),
         ({"delay": "soon"}, "seconds or a timedelta"),
         ({"run_at": dt.datetime(2030, 1, 1)}, "aware datetime"),
         ({"priority": "high"}, "priority must be an int"),
@@ -156,7 +158,7 @@ def test_function_in_main_is_rejected() -> None:
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [
-        ((Item(pk=1),), {}, r"args\[0\] is a Item.*pass its primary key"),
+        ((Item(pk=1),), {}, r"args\[0\] is an Item.*pass its primary key"),
         ((), {"when": dt.date(2020, 1, 1)}, r"kwargs\['when'\] is a date.*isoformat"),
         ((Decimal("1.5"),), {}, "is a Decimal"),
         (({1: "a"},), {}, "keys must be strings"),

@@ -194,7 +194,7 @@ def test_non_json_result_fails_without_retry(make_pool: MakePool) -> None:
     task = Task.objects.get(pk=pk)
     assert task.status == Status.FAILED
     assert task.attempts == 1
-    assert "the return value is a object, which is not JSON" in task.error
+    assert "the return value is an object, which is not JSON" in task.error
 
 
 def test_forged_rows_are_refused(make_pool: MakePool) -> None:
