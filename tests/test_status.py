@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from datetime import datetime, timedelta
 from io import StringIO
@@ -249,14 +250,32 @@ def test_exit_1_when_no_live_worker_serves_a_queue_with_due_tasks() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--watch", "0"], "positive number of seconds, not '0'"),
-        (["--max-lag", "soon"], "positive number of seconds, not 'soon'"),
-        (["--max-lag", "nan"], "positive number of seconds, not 'nan'"),
+        (["--watch", "0"], "a number of seconds from 0.1 to 86400, not '0'"),
+        (["--watch", "1e-9"], "a number of seconds from 0.1 to 86400, not '1e-9'"),
+        (["--watch", "inf"], "a number of seconds from 0.1 to 86400, not 'inf'"),
+        (["--watch", "nan"], "a number of seconds from 0.1 to 86400, not 'nan'"),
+        (["--max-lag", "soon"], "a number of seconds from 0.001 to 31536000, not 'soon'"),
+        (["--max-lag", "nan"], "a number of seconds from 0.001 to 31536000, not 'nan'"),
+        (["--max-lag=-inf"], "a number of seconds from 0.001 to 31536000, not '-inf'"),
+        (["--max-lag", "1e999"], "a number of seconds from 0.001 to 31536000, not '1e999'"),
     ],
 )
 def test_bad_flags_say_what_is_expected(flags: list[str], message: str) -> None:
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(CommandError, match=re.escape(message)):
         call_command("taskq_status", *flags)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"watch": float("inf")}, "--watch: expected a number of seconds from 0.1 to 86400, not inf"),
+        ({"watch": 1e-9}, "--watch: expected a number of seconds from 0.1 to 86400, not 1e-09"),
+        ({"max_lag": 0}, "--max-lag: expected a number of seconds from 0.001 to 31536000, not 0"),
+    ],
+)
+def test_out_of_range_keywords_are_refused_too(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(CommandError, match=re.escape(message + "; give a value in that range.")):
+        call_command("taskq_status", **options)
 
 
 class Terminal(StringIO):
@@ -287,7 +306,7 @@ class CtrlCAfterFrames(Terminal):
 
 def watch_until_ctrl_c(*flags: str) -> str:
     out = CtrlCAfterFrames(3)
-    call_command("taskq_status", "--watch", "0.05", *flags, stdout=out)
+    call_command("taskq_status", "--watch", "0.1", *flags, stdout=out)
     return out.getvalue()
 
 
