@@ -53,7 +53,7 @@ def _runner_may_claim() -> bool:
         return False  # the cleanup after the job deals with a connection in that state
 
 
-def _missing_tables() -> list[str]:
+def missing_tables() -> list[str]:
     """Taskq's tables that the database lacks; empty when all exist or the database cannot say."""
     conn = connections[router.db_for_write(Task)]
     try:
@@ -345,7 +345,7 @@ class Pool:
     def _report_error(self, exc: Exception, backoff: float) -> None:
         """Log a failed round: missing tables once, in words; anything else with its traceback."""
         # Only after an error, so a healthy pool never pays for the introspection query.
-        missing = _missing_tables() if isinstance(exc, DatabaseError) else []
+        missing = missing_tables() if isinstance(exc, DatabaseError) else []
         if not missing:
             self._missing_reported = None
             logger.error("pool=%s event=dispatch_error backoff=%.1f", self.name, backoff, exc_info=exc)

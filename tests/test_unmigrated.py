@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from taskq import enqueue
@@ -96,3 +97,11 @@ def test_the_missing_tables_error_is_repeated_only_after_a_long_quiet(
     caplog.set_level(logging.DEBUG, logger="taskq")
     make_pool(workers=1)
     wait_until(lambda: len(records(caplog, "tables_missing")) >= 3)
+
+
+def test_a_burst_worker_without_its_tables_ends_saying_run_migrate(
+    unmigrated: Callable[[], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(CommandError, match=r"taskq's tables \(taskq_task, taskq_worker\) do not exist: run"):
+        call_command("taskq_worker", burst=True, workers=1)
+    assert not any(r.exc_info for r in caplog.records if r.name == "taskq")

@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from taskq import process
 from taskq.conf import MAX_WORKERS, settings
 from taskq.management.commands._options import Bound
 from taskq.models import Status, Task
-from taskq.pool import Pool
+from taskq.pool import Pool, missing_tables
 
 logger = logging.getLogger("taskq")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -122,7 +122,12 @@ class Command(BaseCommand):
         mine = Q(status=Status.RUNNING, worker=pool.name)
         try:
             return not Task.objects.filter(pending | mine).exists()
-        except Exception:
+        except Exception as exc:
+            # Without its tables a burst can never drain: say so and end, not a traceback per poll.
+            if isinstance(exc, DatabaseError) and (missing := missing_tables()):
+                raise CommandError(
+                    f"taskq's tables ({', '.join(missing)}) do not exist: run manage.py migrate first."
+                ) from None
             logger.exception("pool=%s event=burst_check_failed", pool.name)
             return False
         finally:
