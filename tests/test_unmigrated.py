@@ -105,3 +105,13 @@ def test_a_burst_worker_without_its_tables_ends_saying_run_migrate(
     with pytest.raises(CommandError, match=r"taskq's tables \(taskq_task, taskq_worker\) do not exist: run"):
         call_command("taskq_worker", burst=True, workers=1)
     assert not any(r.exc_info for r in caplog.records if r.name == "taskq")
+
+
+@pytest.mark.parametrize("command", [["taskq_status"], ["taskq_prune", "--older-than", "1d"]])
+def test_commands_without_the_tables_say_run_migrate(
+    unmigrated: Callable[[], None], command: list[str]
+) -> None:
+    with pytest.raises(
+        CommandError, match=r"\(taskq_task, taskq_worker\) do not exist: run manage.py migrate"
+    ):
+        call_command(*command)

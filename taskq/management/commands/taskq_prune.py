@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.db.models import Count
 from django.utils import timezone
 
 from taskq.conf import settings
 from taskq.management.commands._options import Bound
+from taskq.management.commands._schema import explain
 from taskq.models import Task
 
 AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
@@ -66,8 +68,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         cutoff = timezone.now() - self._age(options["older_than"])
         batch_size = int(BATCH_SIZE.check(options["batch_size"]))
+        try:
+            self._prune(cutoff, batch_size, options["dry_run"])
+        except DatabaseError as exc:
+            raise explain(exc, "cannot prune") from exc
+
+    def _prune(self, cutoff: datetime, batch_size: int, dry_run: bool) -> None:
         stale = Task.objects.finished().filter(finished_at__lt=cutoff)
-        if options["dry_run"]:
+        if dry_run:
             counts = dict(
                 stale.values("status").annotate(n=Count("pk")).order_by("status").values_list("status", "n")
             )

@@ -6,10 +6,11 @@ import json
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connections
 
 from taskq.management.commands._options import Bound
+from taskq.management.commands._schema import explain
 from taskq.status import Snapshot, render_text, take_snapshot
 
 # Moves the cursor home and clears the screen, so --watch redraws in place on a terminal.
@@ -49,7 +50,7 @@ class Command(BaseCommand):
             try:
                 snapshot = take_snapshot()
             except DatabaseError as exc:
-                raise CommandError(f"cannot read the queue: {exc}") from exc
+                raise explain(exc, "cannot read the queue") from exc
             problems = self._report(snapshot, options["json"], max_lag)
             for problem in problems:
                 self.stderr.write(f"unhealthy: {problem}")
@@ -62,7 +63,7 @@ class Command(BaseCommand):
                     self._report(take_snapshot(), options["json"], max_lag, redraw=True)
                 except DatabaseError as exc:
                     # Keep watching through an outage, on a fresh session each time.
-                    self.stderr.write(f"taskq_status: {exc}")
+                    self.stderr.write(f"taskq_status: {explain(exc, 'cannot read the queue')}")
                     connections.close_all()
                 time.sleep(watch)
         except KeyboardInterrupt:

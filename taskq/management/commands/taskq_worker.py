@@ -18,6 +18,7 @@ from django.utils import timezone
 from taskq import process
 from taskq.conf import MAX_WORKERS, settings
 from taskq.management.commands._options import Bound
+from taskq.management.commands._schema import explain
 from taskq.models import Status, Task
 from taskq.pool import Pool, missing_tables
 
@@ -124,10 +125,8 @@ class Command(BaseCommand):
             return not Task.objects.filter(pending | mine).exists()
         except Exception as exc:
             # Without its tables a burst can never drain: say so and end, not a traceback per poll.
-            if isinstance(exc, DatabaseError) and (missing := missing_tables()):
-                raise CommandError(
-                    f"taskq's tables ({', '.join(missing)}) do not exist: run manage.py migrate first."
-                ) from None
+            if isinstance(exc, DatabaseError) and missing_tables():
+                raise explain(exc, "cannot read the queue") from None
             logger.exception("pool=%s event=burst_check_failed", pool.name)
             return False
         finally:
