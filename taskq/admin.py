@@ -530,9 +530,9 @@ def _resign(task: Task, uid: str) -> None:
 
 @admin.register(Worker)
 class WorkerAdmin(WorkerModelAdmin):
-    """Live pools, as they heartbeat; pools write these rows, so the admin only reads them."""
+    """Pools, as they heartbeat; pools write these rows, so the admin only reads them."""
 
-    list_display = ["name", "hostname", "pid", "threads", "serves", "started_at", "last_heartbeat", "alive"]
+    list_display = ["name", "hostname", "pid", "threads", "serves", "started_at", "heartbeat", "alive"]
     ordering = ["hostname", "pid"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -548,9 +548,21 @@ class WorkerAdmin(WorkerModelAdmin):
     def serves(self, worker: Worker) -> str:
         return ", ".join(worker.queues) if worker.queues else "all"
 
+    @admin.display(description="Last heartbeat", ordering="last_heartbeat")
+    def heartbeat(self, worker: Worker) -> str:
+        age = timezone.now() - worker.last_heartbeat
+        if self._is_alive(worker):
+            return f"{format_duration(age)} ago"
+        # A pool killed before it could unregister keeps its row until another pool prunes it.
+        limit = format_duration(settings.stale_after)
+        return f"stale: no heartbeat for over {limit} ({format_duration(age)} ago)"
+
     @admin.display(boolean=True, description="Alive")
     def alive(self, worker: Worker) -> bool:
-        return worker.last_heartbeat >= timezone.now() - timedelta(seconds=settings.lease_seconds)
+        return self._is_alive(worker)
+
+    def _is_alive(self, worker: Worker) -> bool:
+        return worker.last_heartbeat >= timezone.now() - timedelta(seconds=settings.stale_after)
 
 
 def _pre(text: str) -> SafeString:

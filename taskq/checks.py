@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError, connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 
-from taskq.conf import DEFAULTS, settings
+from taskq.conf import DEFAULTS, MAX_WORKERS, settings
+from taskq.models import Task
 
 
-def _int(minimum: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], bool]:
+    return lambda v: (
+        isinstance(v, int) and not isinstance(v, bool) and minimum <= v and (maximum is None or v <= maximum)
+    )
 
 
 def _seconds(allow_none: bool, allow_zero: bool = False) -> Callable[[Any], bool]:
@@ -38,7 +43,7 @@ def _queues(v: Any) -> bool:
 
 # (setting, id, validator, what it must be)
 RULES: list[tuple[str, str, Callable[[Any], bool], str]] = [
-    ("TASKQ_WORKERS", "taskq.E001", _int(1), "an int of at least 1"),
+    ("TASKQ_WORKERS", "taskq.E001", _int(1, MAX_WORKERS), f"an int from 1 to {MAX_WORKERS}"),
     ("TASKQ_POLL_INTERVAL", "taskq.E002", _seconds(False), "a positive number of seconds"),
     ("TASKQ_QUEUES", "taskq.E003", _queues, "None (every queue) or a non-empty list of queue names"),
     ("TASKQ_DEFAULT_MAX_ATTEMPTS", "taskq.E004", _int(1), "an int of at least 1"),
@@ -101,5 +106,48 @@ def check_uwsgi_threads(**kwargs: Any) -> list[CheckMessage]:
             hint="Start uWSGI with --enable-threads (and --lazy-apps), or set "
             "TASKQ_AUTOSTART = False and run manage.py taskq_worker.",
             id="taskq.E020",
+        )
+    ]
+
+
+# How each server reports its connection limit; a backend not named here has none to read.
+MAX_CONNECTIONS_QUERY = {"postgresql": "SHOW max_connections", "mysql": "SELECT @@max_connections"}
+
+
+def _max_connections(conn: BaseDatabaseWrapper) -> int | None:
+    query = MAX_CONNECTIONS_QUERY.get(conn.vendor)
+    if query is None:
+        return None
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(query)
+            row = cursor.fetchone()
+    except DatabaseError:
+        return None  # unreachable or not allowed: other checks report an outage
+    return int(row[0]) if row else None
+
+
+@register("taskq", Tags.database)
+def check_connection_limit(databases: Collection[str] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn when one process's pool alone could use up the database server's connections."""
+    # Tagged database: Django passes the aliases only under check --database and migrate,
+    # so a plain check (or a web process starting) never queries the server.
+    workers = settings.get("TASKQ_WORKERS")
+    alias = router.db_for_write(Task)
+    if databases is None or alias not in databases or not _int(1)(workers):
+        return []
+    limit = _max_connections(connections[alias])
+    # One connection per runner and one for the dispatcher; the site's own requests need
+    # at least one more.
+    need = workers + 1
+    if limit is None or need < limit:
+        return []
+    return [
+        Warning(
+            f"TASKQ_WORKERS is {workers}, so each process that runs a pool holds up to {need} "
+            f"connections to database {alias!r}, whose server allows {limit} in all.",
+            hint="Lower TASKQ_WORKERS (or taskq_worker --workers), or raise the server's "
+            "max_connections; count every process that runs a pool.",
+            id="taskq.W002",
         )
     ]

@@ -7,6 +7,10 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
+# Threads per pool: each holds a database connection, and more than this would exhaust a
+# typical server's connection limit from one process.
+MAX_WORKERS = 256
+
 DEFAULTS: dict[str, Any] = {
     "TASKQ_AUTOSTART": None,
     "TASKQ_WORKERS": 4,
@@ -91,6 +95,11 @@ class Settings:
     def heartbeat_interval(self) -> float:
         # Four renewals per lease leave room for a slow round or two before a lease can lapse.
         return self.lease_seconds / 4
+
+    @property
+    def stale_after(self) -> float:
+        # Two missed heartbeats: one late round is normal under load, two mean the pool is gone or stuck.
+        return 2 * self.heartbeat_interval
 
     @property
     def shutdown_grace(self) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.apps import apps
-from django.db import close_old_connections, connections, router
+from django.db import DatabaseError, close_old_connections, connections, router
 from django.utils import timezone
 
 from taskq.conf import settings
@@ -31,6 +31,8 @@ _live: weakref.WeakSet[Pool] = weakref.WeakSet()
 # Dispatcher back-off after a database error, doubling up to the ceiling.
 ERROR_BACKOFF_MIN = 0.5
 ERROR_BACKOFF_MAX = 30.0
+# A pool that finds taskq's tables missing says so once, then again only after this long.
+TABLES_MISSING_REPEAT = 600.0
 PRUNE_BATCH = 500
 PRUNE_BATCHES_PER_ROUND = 20
 
@@ -49,6 +51,16 @@ def _runner_may_claim() -> bool:
         return conn.connection is None or (not conn.in_atomic_block and conn.get_autocommit())
     except Exception:  # noqa: BLE001 - any failure here just means: do not claim on it
         return False  # the cleanup after the job deals with a connection in that state
+
+
+def missing_tables() -> list[str]:
+    """Taskq's tables that the database lacks; empty when all exist or the database cannot say."""
+    conn = connections[router.db_for_write(Task)]
+    try:
+        present = set(conn.introspection.table_names())
+    except Exception:  # noqa: BLE001 - the database is unreachable: the caller reports the first error
+        return []
+    return [t for t in (Task._meta.db_table, Worker._meta.db_table) if t not in present]
 
 
 def wake_all() -> None:
@@ -96,6 +108,8 @@ class Pool:
         # finish: a child must never inherit a driver lock taken mid-call.
         self._talking = threading.Lock()
         self._last_prune: float | None = None  # monotonic time of the last prune; None: never
+        # Monotonic time the missing tables were last reported; None while they exist.
+        self._missing_reported: float | None = None
 
     # Lifecycle -------------------------------------------------------------
 
@@ -309,10 +323,11 @@ class Pool:
                         self._expire_timeouts()
                         full = self._claim(hinted)
                         error_backoff = ERROR_BACKOFF_MIN
-                    except Exception:
-                        logger.exception(
-                            "pool=%s event=dispatch_error backoff=%.1f", self.name, error_backoff
-                        )
+                        if self._missing_reported is not None:
+                            self._missing_reported = None
+                            logger.info("pool=%s event=tables_found: taskq's tables exist now", self.name)
+                    except Exception as exc:  # noqa: BLE001 - a failed round backs off, never ends the pool
+                        self._report_error(exc, error_backoff)
                         failed = True
                     finally:
                         self._tidy_connections()
@@ -326,6 +341,30 @@ class Pool:
                     polled = not self._wake.wait(self._next_wait(next_housekeeping))
         finally:
             self._shutdown()
+
+    def _report_error(self, exc: Exception, backoff: float) -> None:
+        """Log a failed round: missing tables once, in words; anything else with its traceback."""
+        # Only after an error, so a healthy pool never pays for the introspection query.
+        missing = missing_tables() if isinstance(exc, DatabaseError) else []
+        if not missing:
+            self._missing_reported = None
+            logger.error("pool=%s event=dispatch_error backoff=%.1f", self.name, backoff, exc_info=exc)
+            return
+        now = time.monotonic()
+        if self._missing_reported is not None and now - self._missing_reported < TABLES_MISSING_REPEAT:
+            logger.debug("pool=%s event=tables_still_missing backoff=%.1f", self.name, backoff)
+            return
+        self._missing_reported = now
+        # Every process of a site that was deployed before its migrations ran hits this on
+        # every round; a traceback each time would bury the one thing to do.
+        logger.error(
+            "pool=%s event=tables_missing database=%s tables=%s: taskq's tables do not exist; "
+            "run manage.py migrate. The pool checks again every %.0f s at most and starts by itself.",
+            self.name,
+            router.db_for_write(Task),
+            ",".join(missing),
+            ERROR_BACKOFF_MAX,
+        )
 
     def hold_for_fork(self, timeout: float = 5.0) -> bool:
         """Wait until the dispatcher is between database calls and keep it there; True if held."""
@@ -456,7 +495,8 @@ class Pool:
                 len(still),
             )
         try:
-            Worker.objects.filter(name=self.name).delete()
+            if self._missing_reported is None:  # without its table, the pool never registered
+                Worker.objects.filter(name=self.name).delete()
         except Exception:
             logger.exception("pool=%s event=unregister_failed", self.name)
         finally:

@@ -17,6 +17,7 @@ SCHEMA_VERSION = 1
 RUNNING_LIMIT = 20
 FAILURES_LIMIT = 10
 FAILURE_WINDOW = timedelta(hours=1)
+ERROR_LIMIT = 1000  # characters of an error's first line, as shown
 THROUGHPUT_WINDOWS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15)}
 STATUSES = [s.value for s in Status]
 
@@ -45,11 +46,13 @@ class Failure:
     path: str
     queue: str
     finished_at: datetime | None
-    error: str  # its first line
+    error: str  # its first line, at most ERROR_LIMIT characters
 
 
 @dataclass(frozen=True)
 class LiveWorker:
+    """One Worker row: a pool as of its last heartbeat."""
+
     name: str
     hostname: str
     pid: int
@@ -74,6 +77,9 @@ class Snapshot:
     failures_total: int
     throughput: dict[str, int]
     workers: list[LiveWorker]
+    # Rows whose pool missed two heartbeats: it is gone (killed before it could unregister) or stuck.
+    stale_workers: list[LiveWorker] = field(default_factory=list)
+    stale_after: float = 0.0
 
     @property
     def totals(self) -> dict[str, int]:
@@ -152,19 +158,21 @@ class Snapshot:
                 ],
             },
             "throughput": self.throughput,
-            "workers": [
-                {
-                    "name": w.name,
-                    "hostname": w.hostname,
-                    "pid": w.pid,
-                    "threads": w.threads,
-                    "queues": w.queues,
-                    "started_at": w.started_at.isoformat(),
-                    "last_heartbeat": w.last_heartbeat.isoformat(),
-                    "heartbeat_age_seconds": _round(self.seconds_since(w.last_heartbeat)),
-                }
-                for w in self.workers
-            ],
+            "workers": [self._worker_json(w) for w in self.workers],
+            "stale_after_seconds": self.stale_after,
+            "stale_workers": [self._worker_json(w) for w in self.stale_workers],
+        }
+
+    def _worker_json(self, w: LiveWorker) -> dict[str, Any]:
+        return {
+            "name": w.name,
+            "hostname": w.hostname,
+            "pid": w.pid,
+            "threads": w.threads,
+            "queues": w.queues,
+            "started_at": w.started_at.isoformat(),
+            "last_heartbeat": w.last_heartbeat.isoformat(),
+            "heartbeat_age_seconds": _round(self.seconds_since(w.last_heartbeat)),
         }
 
     def seconds_since(self, moment: datetime | None) -> float | None:
@@ -203,19 +211,21 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
         },
     )
     failures = [
-        Failure(pk, path, queue, finished_at, first_line(error))
+        Failure(pk, path, queue, finished_at, first_line(error, ERROR_LIMIT))
         for pk, path, queue, finished_at, error in Task.objects.failed()
         .filter(finished_at__gte=now - FAILURE_WINDOW)
         .order_by("-finished_at", "-pk")
         .values_list("pk", "path", "queue", "finished_at", "error")[:FAILURES_LIMIT]
     ]
-    # Pools prune rows older than a lease; until one does, an older row is a dead pool.
-    workers = [
-        LiveWorker(w.name, w.hostname, w.pid, w.threads, w.queues, w.started_at, w.last_heartbeat)
-        for w in Worker.objects.filter(
-            last_heartbeat__gte=now - timedelta(seconds=settings.lease_seconds)
-        ).order_by("hostname", "pid", "name")
-    ]
+    # A pool killed before it could unregister leaves its row until another pool prunes
+    # it, a lease later; it counts as gone from its second missed heartbeat.
+    stale_after = settings.stale_after
+    workers: list[LiveWorker] = []
+    stale: list[LiveWorker] = []
+    for w in Worker.objects.order_by("hostname", "pid", "name"):
+        pool = LiveWorker(w.name, w.hostname, w.pid, w.threads, w.queues, w.started_at, w.last_heartbeat)
+        fresh = pool.last_heartbeat >= now - timedelta(seconds=stale_after)
+        (workers if fresh else stale).append(pool)
     return Snapshot(
         at=now,
         queues=queues,
@@ -224,13 +234,26 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
         failures_total=recent.pop("failed"),
         throughput=recent,
         workers=workers,
+        stale_workers=stale,
+        stale_after=stale_after,
     )
 
 
 def first_line(text: str, limit: int = 200) -> str:
     """The first line of ``text``, cut to ``limit`` characters."""
-    line = text.strip().split("\n", 1)[0].strip()
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return clip(text.strip().split("\n", 1)[0].strip(), limit)
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could act on (C0, DEL, C1...) written as an escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def format_duration(seconds: float | timedelta | None) -> str:
@@ -286,12 +309,34 @@ def render_text(snapshot: Snapshot, max_lag: float | None = None) -> str:
     lines += _table(
         ["ID", "Function", "Queue", "Ago", "Error"],
         [
-            [f.id, f.path, f.queue, format_duration(snapshot.seconds_since(f.finished_at)), f.error]
+            [
+                f.id,
+                f.path,
+                f.queue,
+                format_duration(snapshot.seconds_since(f.finished_at)),
+                # Escapes can make a line longer; the cut comes after them.
+                clip(printable(f.error), ERROR_LIMIT),
+            ]
             for f in snapshot.failures
         ],
     )
     lines += ["", f"Live workers ({len(snapshot.workers)})"]
-    lines += _table(
+    lines += _workers_table(snapshot, snapshot.workers)
+    if snapshot.stale_workers:
+        lines += [
+            "",
+            f"Stale workers ({len(snapshot.stale_workers)}): no heartbeat for over "
+            f"{format_duration(snapshot.stale_after)}; gone or stuck",
+        ]
+        lines += _workers_table(snapshot, snapshot.stale_workers)
+    problems = snapshot.problems(max_lag)
+    lines += ["", "Health: OK" if not problems else "Health: UNHEALTHY"]
+    lines += [f"  - {printable(p)}" for p in problems]
+    return "\n".join(lines)
+
+
+def _workers_table(snapshot: Snapshot, workers: list[LiveWorker]) -> list[str]:
+    return _table(
         ["Host", "PID", "Threads", "Queues", "Heartbeat", "Up for"],
         [
             [
@@ -302,13 +347,9 @@ def render_text(snapshot: Snapshot, max_lag: float | None = None) -> str:
                 f"{format_duration(snapshot.seconds_since(w.last_heartbeat))} ago",
                 format_duration(snapshot.seconds_since(w.started_at)),
             ]
-            for w in snapshot.workers
+            for w in workers
         ],
     )
-    problems = snapshot.problems(max_lag)
-    lines += ["", "Health: OK" if not problems else "Health: UNHEALTHY"]
-    lines += [f"  - {p}" for p in problems]
-    return "\n".join(lines)
 
 
 def _counts(counts: dict[str, int], due: int) -> list[int]:
@@ -318,7 +359,8 @@ def _counts(counts: dict[str, int], due: int) -> list[int]:
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     if not rows:
         return ["  (none)"]
-    cells = [headers, *([str(c) for c in row] for row in rows)]
+    # Task data reaches an operator's terminal here: no cell may carry a control sequence.
+    cells = [headers, *([printable(str(c)) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     # Numbers line up on the right, text on the left; the last column is not padded.
     numeric = [all(isinstance(row[i], int) for row in rows) for i in range(len(headers))]

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from django.core import checks
+from django.core.management import call_command
+from django.db import connection
 from django.test import override_settings
 
-from taskq.checks import check_settings, check_uwsgi_threads
+from taskq.checks import check_connection_limit, check_settings, check_uwsgi_threads
 
 
 def ids(messages: list[checks.CheckMessage]) -> list[str]:
@@ -28,6 +30,7 @@ def test_defaults_pass() -> None:
         ("TASKQ_WORKERS", 0, "taskq.E001"),
         ("TASKQ_WORKERS", True, "taskq.E001"),
         ("TASKQ_WORKERS", "4", "taskq.E001"),
+        ("TASKQ_WORKERS", 257, "taskq.E001"),
         ("TASKQ_POLL_INTERVAL", 0, "taskq.E002"),
         ("TASKQ_QUEUES", [], "taskq.E003"),
         ("TASKQ_QUEUES", "default", "taskq.E003"),
@@ -64,6 +67,7 @@ def test_bad_settings_are_reported(name: str, value: Any, check_id: str) -> None
         ("TASKQ_QUEUES", ("a", "b")),
         ("TASKQ_AUTOSTART", True),
         ("TASKQ_SHUTDOWN_GRACE", 0),
+        ("TASKQ_WORKERS", 256),
     ],
 )
 def test_good_settings_pass(name: str, value: Any) -> None:
@@ -103,3 +107,50 @@ def test_uwsgi_without_threads_is_an_error(uwsgi_module: types.SimpleNamespace) 
 
 def test_no_uwsgi_no_message() -> None:
     assert check_uwsgi_threads() == []
+
+
+def server_max_connections() -> int | None:
+    """The test server's connection limit, read here independently of taskq; None on SQLite."""
+    query = {"postgresql": "SHOW max_connections", "mysql": "SELECT @@max_connections"}.get(connection.vendor)
+    if query is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db
+def test_workers_beyond_the_servers_connection_limit_is_a_warning() -> None:
+    limit = server_max_connections()
+    if limit is None:
+        pytest.skip("SQLite has no connection limit")
+    with override_settings(TASKQ_WORKERS=limit):  # plus the dispatcher: one over the limit
+        messages = check_connection_limit(databases=["default"])
+        assert ids(messages) == ["taskq.W002"]
+        assert messages[0].level == checks.WARNING
+        assert f"up to {limit + 1} connections" in messages[0].msg
+        assert f"allows {limit}" in messages[0].msg
+        assert "TASKQ_WORKERS" in (messages[0].hint or "")
+        assert ids(checks.run_checks(tags=["taskq"], databases=["default"])) == ["taskq.W002"]
+    with override_settings(TASKQ_WORKERS=limit - 2):  # leaves one for the site's requests
+        assert check_connection_limit(databases=["default"]) == []
+
+
+@pytest.mark.django_db
+def test_the_connection_limit_is_checked_only_with_database_checks(
+    django_assert_num_queries: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with override_settings(TASKQ_WORKERS=256), django_assert_num_queries(0):
+        assert check_connection_limit(databases=None) == []
+        assert check_connection_limit(databases=["other"]) == []
+        call_command("check")
+    assert "taskq.W002" not in capsys.readouterr().err
+    assert checks.Tags.database in check_connection_limit.tags
+
+
+@pytest.mark.django_db
+def test_sqlite_never_warns_about_connections() -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("only SQLite has no server limit")
+    with override_settings(TASKQ_WORKERS=256):
+        assert check_connection_limit(databases=["default"]) == []

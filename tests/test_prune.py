@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from io import StringIO
 from typing import Any
 
@@ -82,9 +83,33 @@ def test_deletes_a_backlog_in_batches_until_done(django_assert_num_queries: Any)
     assert not Task.objects.exists()
 
 
-def test_bad_batch_size_is_refused() -> None:
-    with pytest.raises(CommandError, match="--batch-size must be at least 1"):
-        prune("--batch-size", "0")
+@pytest.mark.parametrize("size", ["0", "10001", "99999999999999999999", "1.5", "-3", "lots"])
+def test_out_of_range_batch_size_is_refused(size: str) -> None:
+    with pytest.raises(CommandError, match=f"a whole number from 1 to 10000, not '{re.escape(size)}'"):
+        prune("--older-than", "1d", "--batch-size", size)
+
+
+@pytest.mark.parametrize("size", [0, 10001, 10**20])
+def test_out_of_range_batch_size_keyword_is_refused(size: int) -> None:
+    with pytest.raises(
+        CommandError, match=f"--batch-size: expected a whole number from 1 to 10000, not {size}"
+    ):
+        call_command("taskq_prune", older_than="1d", batch_size=size)
+
+
+@pytest.mark.parametrize("age", ["800000d", "36501d", "5300w", "9" * 400])
+def test_an_age_beyond_a_century_is_refused(age: str) -> None:
+    finished_row(age=2 * DAY)
+    with pytest.raises(CommandError, match=r"is out of range: give an age from 0 to 36500d \(100 years\)"):
+        prune("--older-than", age)
+    with pytest.raises(CommandError, match="out of range"):
+        call_command("taskq_prune", older_than=dt.timedelta(days=800000))
+    assert Task.objects.count() == 1
+
+
+def test_a_century_is_the_oldest_age_allowed() -> None:
+    finished_row(age=2 * DAY)
+    assert prune("--older-than", "36500d").startswith("Deleted 0 ")
 
 
 def test_the_age_defaults_to_the_retention_setting(settings: Any) -> None:

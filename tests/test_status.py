@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from datetime import datetime, timedelta
 from io import StringIO
@@ -13,8 +14,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from taskq.management.commands.taskq_status import CLEAR
-from taskq.models import Status, Worker
-from taskq.status import first_line, format_duration, render_text, take_snapshot
+from taskq.models import Status, Task, Worker
+from taskq.status import first_line, format_duration, printable, render_text, take_snapshot
 from tests import processes
 from tests.rows import make
 from tests.testapp import tasks
@@ -80,7 +81,7 @@ def known() -> dict[str, Any]:
         "mail_cancelled": make(queue="mail", status=Status.CANCELLED, finished_at=ago(minutes=3)),
     }
     heartbeat("web-1:42:cafe", ago(seconds=3))
-    heartbeat("web-9:99:dead", ago(minutes=5))  # older than the 60 s lease: a dead pool
+    heartbeat("web-9:99:dead", ago(minutes=5))  # two heartbeats (2 x 15 s) missed: gone
     return rows
 
 
@@ -108,7 +109,9 @@ def test_table_on_a_known_queue(known: dict[str, Any]) -> None:
     assert f"  {failed}  tests.testapp.tasks.fail  default  2 min 00 s  ValueError: boom" in text
     assert "Live workers (1)" in text
     assert "  web-1   42        4  all     3.0 s ago  2 h 00 min" in text
-    assert "web-9" not in text
+    live, stale = text.index("Live workers"), text.index("Stale workers (1): no heartbeat for over 30.0 s")
+    assert live < text.index("  web-1   42") < stale < text.index("  web-9   99")
+    assert "  web-9   99        4  all     5 min 00 s ago  2 h 05 min" in text
     assert text.endswith("Health: OK")
 
 
@@ -127,6 +130,8 @@ def test_json_has_a_stable_schema(known: dict[str, Any]) -> None:
         "failures_last_hour",
         "throughput",
         "workers",
+        "stale_after_seconds",
+        "stale_workers",
     ]
     assert document["schema"] == 1
     assert document["at"] == "2026-05-04T12:00:00+00:00"
@@ -181,6 +186,10 @@ def test_json_has_a_stable_schema(known: dict[str, Any]) -> None:
             "heartbeat_age_seconds": 3.0,
         }
     ]
+    assert document["stale_after_seconds"] == 30.0
+    assert [(w["name"], w["heartbeat_age_seconds"]) for w in document["stale_workers"]] == [
+        ("web-9:99:dead", 300.0)
+    ]
 
 
 def test_an_empty_queue_is_healthy() -> None:
@@ -233,8 +242,12 @@ def test_exit_1_when_tasks_are_due_and_no_live_worker_heartbeats() -> None:
     heartbeat("web-1:42:cafe", timezone.now())  # now one is alive and shown
     code, out, err = status()
     assert (code, err) == (0, "")
-    assert "web-1" in out
-    assert "web-9" not in out
+    assert (
+        out.index("Live workers (1)")
+        < out.index("web-1")
+        < out.index("Stale workers (1)")
+        < out.index("web-9")
+    )
 
 
 def test_exit_1_when_no_live_worker_serves_a_queue_with_due_tasks() -> None:
@@ -249,14 +262,32 @@ def test_exit_1_when_no_live_worker_serves_a_queue_with_due_tasks() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--watch", "0"], "positive number of seconds, not '0'"),
-        (["--max-lag", "soon"], "positive number of seconds, not 'soon'"),
-        (["--max-lag", "nan"], "positive number of seconds, not 'nan'"),
+        (["--watch", "0"], "a number of seconds from 0.1 to 86400, not '0'"),
+        (["--watch", "1e-9"], "a number of seconds from 0.1 to 86400, not '1e-9'"),
+        (["--watch", "inf"], "a number of seconds from 0.1 to 86400, not 'inf'"),
+        (["--watch", "nan"], "a number of seconds from 0.1 to 86400, not 'nan'"),
+        (["--max-lag", "soon"], "a number of seconds from 0.001 to 31536000, not 'soon'"),
+        (["--max-lag", "nan"], "a number of seconds from 0.001 to 31536000, not 'nan'"),
+        (["--max-lag=-inf"], "a number of seconds from 0.001 to 31536000, not '-inf'"),
+        (["--max-lag", "1e999"], "a number of seconds from 0.001 to 31536000, not '1e999'"),
     ],
 )
 def test_bad_flags_say_what_is_expected(flags: list[str], message: str) -> None:
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(CommandError, match=re.escape(message)):
         call_command("taskq_status", *flags)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"watch": float("inf")}, "--watch: expected a number of seconds from 0.1 to 86400, not inf"),
+        ({"watch": 1e-9}, "--watch: expected a number of seconds from 0.1 to 86400, not 1e-09"),
+        ({"max_lag": 0}, "--max-lag: expected a number of seconds from 0.001 to 31536000, not 0"),
+    ],
+)
+def test_out_of_range_keywords_are_refused_too(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(CommandError, match=re.escape(message + "; give a value in that range.")):
+        call_command("taskq_status", **options)
 
 
 class Terminal(StringIO):
@@ -287,7 +318,7 @@ class CtrlCAfterFrames(Terminal):
 
 def watch_until_ctrl_c(*flags: str) -> str:
     out = CtrlCAfterFrames(3)
-    call_command("taskq_status", "--watch", "0.05", *flags, stdout=out)
+    call_command("taskq_status", "--watch", "0.1", *flags, stdout=out)
     return out.getvalue()
 
 
@@ -337,3 +368,85 @@ def test_format_duration(seconds: float | timedelta | None, text: str) -> None:
 def test_first_line() -> None:
     assert first_line("\n  ValueError: x  \nmore") == "ValueError: x"
     assert first_line("x" * 300, limit=10) == "xxxxxxxxx…"
+
+
+@pytest.mark.parametrize(("lease", "age", "stale"), [(60.0, 29, False), (60.0, 31, True), (20.0, 11, True)])
+def test_a_pool_is_stale_after_two_missed_heartbeats(
+    settings: Any, lease: float, age: float, stale: bool
+) -> None:
+    settings.TASKQ_LEASE_SECONDS = lease  # heartbeats come every lease / 4
+    make()
+    heartbeat("web-1:42:cafe", timezone.now() - timedelta(seconds=age))
+    code, out, _ = status("--json")
+    document = json.loads(out)
+    assert document["stale_after_seconds"] == lease / 2
+    assert [w["name"] for w in document["stale_workers"]] == (["web-1:42:cafe"] if stale else [])
+    assert [w["name"] for w in document["workers"]] == ([] if stale else ["web-1:42:cafe"])
+    assert (code, document["healthy"]) == ((1, False) if stale else (0, True))
+
+
+def test_a_stale_pool_is_not_counted_live_even_before_its_lease_lapses() -> None:
+    make()
+    heartbeat("web-1:42:gone", timezone.now() - timedelta(seconds=45))  # inside the 60 s lease
+    code, out, err = status()
+    assert code == 1
+    assert err == "unhealthy: 1 due task(s) wait and no live worker heartbeats\n"
+    assert "Live workers (0)" in out
+    assert "Stale workers (1): no heartbeat for over 30.0 s; gone or stuck" in out
+
+
+# Everything a terminal could act on: C0 (but newline, which the table itself writes), DEL and C1.
+UNSAFE = {chr(c) for c in [*range(0x00, 0x0A), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)]}
+# No NUL: PostgreSQL refuses it in text, so no task can carry one.
+HOSTILE = "\x1b]0;pwned\x07\r\x1b[2J\x9b31m\t\x7f\x85"
+
+
+def test_the_table_escapes_control_characters_from_task_data() -> None:
+    failed = make(
+        tasks.fail,
+        "x",
+        queue="q" + HOSTILE,
+        **done(Status.FAILED, timezone.now(), error=f"Boom{HOSTILE}!\nsecond line", path="p" + HOSTILE),
+    )
+    make(
+        tasks.block,
+        "x",
+        queue="q" + HOSTILE,
+        status=Status.RUNNING,
+        attempts=1,
+        started_at=timezone.now(),
+        worker="w" + HOSTILE,
+    )
+    heartbeat("h" + HOSTILE.replace(":", "") + ":42:cafe", timezone.now(), queues=["q" + HOSTILE])
+    heartbeat("old:43:dead", timezone.now() - timedelta(hours=1), queues=["q" + HOSTILE])
+    _, out, err = status()
+
+    assert not UNSAFE & set(out + err)
+    shown = r"\x1b]0;pwned\x07\r\x1b[2J\x9b31m\t\x7f\x85"
+    assert f"Boom{shown}!" in out
+    assert f"p{shown}" in out
+    assert f"q{shown}" in out
+    assert f"w{shown}" in out
+    assert f"h{shown}" in out
+    assert "second line" not in out
+    assert Task.objects.get(pk=failed.pk).error.startswith("Boom\x1b]0;")  # stored as it came
+
+
+def test_printable_escapes_every_control_character_and_keeps_the_rest() -> None:
+    text = "".join(sorted(UNSAFE)) + "\n"
+    assert not (UNSAFE | {"\n"}) & set(printable(text))
+    assert printable("\x1b[2J\x00\n") == r"\x1b[2J\x00\n"
+    assert printable("Grüße, ok: 1 → 2") == "Grüße, ok: 1 → 2"
+
+
+@pytest.mark.parametrize("error", ["E" * 5000, "\x1b" * 5000, "x\r" * 3000])
+def test_an_error_is_shown_as_one_line_of_at_most_1000_characters(error: str) -> None:
+    make(tasks.fail, "x", **done(Status.FAILED, timezone.now(), error=error + "\nnext line"))
+    _, out, _ = status()
+    [line] = [line for line in out.splitlines() if "tests.testapp.tasks.fail" in line]
+    shown = line.split("  ")[-1]
+    assert 900 < len(shown) <= 1000
+    assert shown.endswith("…")
+    assert "next line" not in out
+    document = json.loads(status("--json")[1])
+    assert len(document["failures_last_hour"]["tasks"][0]["error"]) <= 1000

@@ -98,14 +98,24 @@ def test_a_second_ctrl_c_stops_waiting_for_running_tasks(transactional_db: None)
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--workers", "0"], "at least 1, not '0'"),
-        (["--workers", "many"], "at least 1, not 'many'"),
+        (["--workers", "0"], "a whole number from 1 to 256, not '0'"),
+        (["--workers", "257"], "a whole number from 1 to 256, not '257'"),
+        (["--workers", "99999999999999999999"], "a whole number from 1 to 256, not '99999999999999999999'"),
+        (["--workers", "2.5"], "a whole number from 1 to 256, not '2.5'"),
+        (["--workers", "many"], "a whole number from 1 to 256, not 'many'"),
         (["--queues", "a,,b"], "comma-separated queue names, not 'a,,b'"),
     ],
 )
 def test_bad_flags_say_what_is_expected(flags: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("taskq_worker", *flags)
+
+
+@pytest.mark.parametrize("workers", [0, 257, 10**20, 2.5, True])
+def test_out_of_range_workers_keyword_is_refused_before_anything_starts(workers: object) -> None:
+    with pytest.raises(CommandError, match=r"--workers: expected a whole number from 1 to 256, not "):
+        call_command("taskq_worker", workers=workers, burst=True)
+    assert not taskq_threads()
 
 
 def test_burst_process_drains_the_queue_and_exits_0(transactional_db: None) -> None:

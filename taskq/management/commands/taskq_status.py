@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connections
 
+from taskq.management.commands._options import Bound
+from taskq.management.commands._schema import explain
 from taskq.status import Snapshot, render_text, take_snapshot
 
 # Moves the cursor home and clears the screen, so --watch redraws in place on a terminal.
 CLEAR = "\033[H\033[J"
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {value!r}")
-    return seconds
+# A redraw faster than this only loads the database; slower than a day is not watching.
+WATCH = Bound("--watch", 0.1, 86400, unit="seconds")
+MAX_LAG = Bound("--max-lag", 0.001, 365 * 86400, unit="seconds")
 
 
 class Command(BaseCommand):
@@ -35,23 +31,26 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print one JSON document (schema 1).")
         parser.add_argument(
-            "--watch", type=_seconds, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C."
+            "--watch",
+            type=WATCH.argument,
+            metavar="SECONDS",
+            help=f"Refresh every SECONDS ({WATCH.low:g} to {WATCH.high:g}) until Ctrl-C.",
         )
         parser.add_argument(
             "--max-lag",
-            type=_seconds,
+            type=MAX_LAG.argument,
             metavar="SECONDS",
             help="Unhealthy when the oldest due task has waited longer than this.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        max_lag: float | None = options["max_lag"]
-        watch: float | None = options["watch"]
+        max_lag = None if options["max_lag"] is None else MAX_LAG.check(options["max_lag"])
+        watch = None if options["watch"] is None else WATCH.check(options["watch"])
         if watch is None:
             try:
                 snapshot = take_snapshot()
             except DatabaseError as exc:
-                raise CommandError(f"cannot read the queue: {exc}") from exc
+                raise explain(exc, "cannot read the queue") from exc
             problems = self._report(snapshot, options["json"], max_lag)
             for problem in problems:
                 self.stderr.write(f"unhealthy: {problem}")
@@ -64,7 +63,7 @@ class Command(BaseCommand):
                     self._report(take_snapshot(), options["json"], max_lag, redraw=True)
                 except DatabaseError as exc:
                     # Keep watching through an outage, on a fresh session each time.
-                    self.stderr.write(f"taskq_status: {exc}")
+                    self.stderr.write(f"taskq_status: {explain(exc, 'cannot read the queue')}")
                     connections.close_all()
                 time.sleep(watch)
         except KeyboardInterrupt:

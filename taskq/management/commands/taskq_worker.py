@@ -11,27 +11,22 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
 from taskq import process
-from taskq.conf import settings
+from taskq.conf import MAX_WORKERS, settings
+from taskq.management.commands._options import Bound
+from taskq.management.commands._schema import explain
 from taskq.models import Status, Task
-from taskq.pool import Pool
+from taskq.pool import Pool, missing_tables
 
 logger = logging.getLogger("taskq")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _workers(value: str) -> int:
-    try:
-        workers = int(value)
-    except ValueError:
-        workers = 0
-    if workers < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of threads, at least 1, not {value!r}")
-    return workers
+WORKERS = Bound("--workers", 1, MAX_WORKERS, whole=True)
 
 
 def _queues(value: str) -> list[str]:
@@ -49,7 +44,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--workers", type=_workers, default=None, help="Threads that run tasks (TASKQ_WORKERS)."
+            "--workers",
+            type=WORKERS.argument,
+            default=None,
+            help=f"Threads that run tasks, 1 to {MAX_WORKERS} (TASKQ_WORKERS).",
         )
         parser.add_argument(
             "--queues",
@@ -62,6 +60,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        workers = None if options["workers"] is None else int(WORKERS.check(options["workers"]))
         # The flags given here decide this process's capacity, so a pool that
         # TASKQ_AUTOSTART=True started when the app loaded must not run beside it.
         process.stop()
@@ -77,7 +76,7 @@ class Command(BaseCommand):
         for sig in STOP_SIGNALS:
             signal.signal(sig, request_stop)
         try:
-            self._serve(options["workers"], options["queues"], options["burst"], stop)
+            self._serve(workers, options["queues"], options["burst"], stop)
         except KeyboardInterrupt:
             raise CommandError(
                 "taskq worker: interrupted again; its running tasks were abandoned and will run "
@@ -124,7 +123,10 @@ class Command(BaseCommand):
         mine = Q(status=Status.RUNNING, worker=pool.name)
         try:
             return not Task.objects.filter(pending | mine).exists()
-        except Exception:
+        except Exception as exc:
+            # Without its tables a burst can never drain: say so and end, not a traceback per poll.
+            if isinstance(exc, DatabaseError) and missing_tables():
+                raise explain(exc, "cannot read the queue") from None
             logger.exception("pool=%s event=burst_check_failed", pool.name)
             return False
         finally:
