@@ -146,7 +146,9 @@ def test_arguments_that_no_longer_fit_the_function_fail_at_once(make_pool: Calla
     from taskq import signing
 
     task.refresh_from_db()
-    Task.objects.filter(pk=task.pk).update(signature=signing.sign(task.path, task.args, task.kwargs, task.uid))
+    Task.objects.filter(pk=task.pk).update(
+        signature=signing.sign(task.path, task.args, task.kwargs, task.uid)
+    )
     make_pool(workers=1)
     task = wait_for_status(task, Status.FAILED)
     assert (task.attempts, calls("f")) == (1, 0)

@@ -218,7 +218,7 @@ def test_dispatcher_survives_a_database_error(make_pool: MakePool, caplog: pytes
         cursor.execute(f"ALTER TABLE {quote(table)} RENAME TO {quote(table + '_away')}")
     try:
         pool = make_pool(workers=1)
-        wait_until(lambda: "event=dispatch_error" in caplog.text)
+        wait_until(lambda: "event=tables_missing" in caplog.text)
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"ALTER TABLE {quote(table + '_away')} RENAME TO {quote(table)}")
