@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_PRUNE_INTERVAL": 3600.0,
     "TASKQ_MAX_ARGS_BYTES": 65536,
     "TASKQ_IMMEDIATE": False,
+    "TASKQ_SCHEDULE": {},
 }
 
 
@@ -114,6 +115,12 @@ class Settings:
     @property
     def immediate(self) -> bool:
         return bool(self.get("TASKQ_IMMEDIATE"))
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        # Anything but a dict is reported by check (taskq.E021) and schedules nothing.
+        value = self.get("TASKQ_SCHEDULE")
+        return dict(value) if isinstance(value, dict) else {}
 
 
 settings = Settings()
