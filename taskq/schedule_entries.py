@@ -110,30 +110,34 @@ class Entry:
         return None
 
 
-def _every_seconds(value: Any) -> int:
+def _every_seconds(name: str, value: Any) -> int:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise ScheduleError("taskq.E025", f"'every' is {value!r}; give seconds (an int) or a timedelta.")
+        raise ScheduleError(
+            "taskq.E025", f"schedule {name!r}: 'every' is {value!r}; give seconds (an int) or a timedelta."
+        )
     if seconds < 1 or seconds != int(seconds):
         raise ScheduleError(
             "taskq.E025",
-            f"'every' is {value!r}; it must be a whole number of seconds, at least 1: round it, "
+            f"schedule {name!r}: 'every' is {value!r}; it must be a whole number of seconds, at least 1: round it, "
             "or use 'cron' for calendar times.",
         )
     return int(seconds)
 
 
-def _crontab(value: Any) -> str:
+def _crontab(name: str, value: Any) -> str:
     if not isinstance(value, str) or len(value.split()) != 5:
         raise ScheduleError(
             "taskq.E024",
-            f"'cron' is {value!r}; it must be a five-field crontab such as '0 3 * * *' "
+            f"schedule {name!r}: 'cron' is {value!r}; it must be a five-field crontab such as '0 3 * * *' "
             "(minute hour day-of-month month day-of-week).",
         )
     try:
         CronSim(value, timezone.now())
     except CronSimError as exc:
-        raise ScheduleError("taskq.E024", f"'cron' is {value!r}: {exc}. Fix the crontab.") from exc
+        raise ScheduleError(
+            "taskq.E024", f"schedule {name!r}: 'cron' is {value!r}: {exc}. Fix the crontab."
+        ) from exc
     return value
 
 
@@ -171,8 +175,8 @@ def parse(name: Any, raw: Any, resolve: bool = True) -> Entry:
         raise ScheduleError(
             "taskq.E023", f"schedule {name!r} must have exactly one of 'cron' and 'every'; remove one."
         )
-    cron = _crontab(raw["cron"]) if "cron" in raw else None
-    every = _every_seconds(raw["every"]) if "every" in raw else None
+    cron = _crontab(name, raw["cron"]) if "cron" in raw else None
+    every = _every_seconds(name, raw["every"]) if "every" in raw else None
     args, kwargs = raw.get("args", []), raw.get("kwargs", {})
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
         raise ScheduleError(
