@@ -60,6 +60,7 @@ def fire(entry: Entry, tick: datetime, now: datetime) -> Task | None:
             task.save(using=using, force_insert=True)
     except IntegrityError:
         if Task.objects.using(using).filter(uid=uid).exists():
+            logger.debug("schedule=%s event=tick_taken tick=%s", entry.name, tick.isoformat())
             return None
         raise
     task_enqueued.send(sender=Task, task=task)

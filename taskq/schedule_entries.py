@@ -119,8 +119,8 @@ def _every_seconds(name: str, value: Any) -> int:
     if seconds < 1 or seconds != int(seconds):
         raise ScheduleError(
             "taskq.E025",
-            f"schedule {name!r}: 'every' is {value!r}; it must be a whole number of seconds, at least 1: round it, "
-            "or use 'cron' for calendar times.",
+            f"schedule {name!r}: 'every' is {value!r}; it must be a whole number of seconds, at "
+            "least 1: round it, or use 'cron' for calendar times.",
         )
     return int(seconds)
 

@@ -171,7 +171,7 @@ def entry_for(**raw: Any) -> Entry:
 
 
 def uids() -> list[str]:
-    return sorted(Task.objects.exclude(uid=None).values_list("uid", flat=True))
+    return sorted(str(uid) for uid in Task.objects.exclude(uid=None).values_list("uid", flat=True))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -196,7 +196,8 @@ def test_a_due_tick_becomes_one_signed_row_with_the_entrys_options() -> None:
     assert task.uid == "schedule:greet:2026-12-06T10:00:00Z"
     assert (task.path, task.args, task.kwargs) == ("tests.testapp.periodic.greet", ["ann"], {})
     assert (task.queue, task.priority, task.max_attempts, task.timeout) == ("periodic", 7, 2, 30)
-    assert task.run_after == T0 and task.status == Status.QUEUED
+    assert task.run_after == T0
+    assert task.status == Status.QUEUED
     assert signing.verify(task.path, task.args, task.kwargs, task.signature)
 
 
