@@ -150,6 +150,10 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._due: dict[str, datetime | None] = {}  # each entry's next tick, once known
+        # An entry whose firing failed (the database is away) waits this long before the
+        # next try, doubling, so one bad entry never holds up the others.
+        self._backoff: dict[str, float] = {}
+        self._retry_at: dict[str, datetime] = {}
 
     def start(self) -> Scheduler:
         """Start the thread; it waits for the app registry, and ends at once if nothing is scheduled."""
@@ -170,18 +174,18 @@ class Scheduler:
             if self._stop.is_set():
                 return
         try:
-            schedule = entries()
+            try:
+                schedule = entries()
+            except Exception:
+                # An app's tasks module that fails to import: nothing can be scheduled.
+                logger.exception("pool=%s event=scheduler_failed", self.pool_name)
+                return
             if schedule:
                 logger.info("pool=%s event=scheduler_started entries=%s", self.pool_name, len(schedule))
-            backoff = ERROR_BACKOFF_MIN
             while schedule and not self._stop.is_set():
                 with self._talking:
                     try:
                         wait = self.run_due(schedule)
-                        backoff = ERROR_BACKOFF_MIN
-                    except Exception:
-                        logger.exception("pool=%s event=schedule_error backoff=%.1f", self.pool_name, backoff)
-                        wait, backoff = backoff, min(backoff * 2, ERROR_BACKOFF_MAX)
                     finally:
                         _tidy_connections(self.pool_name)
                 self._stop.wait(wait)
@@ -194,18 +198,38 @@ class Scheduler:
         now = now or self._clock()
         fired = False
         for entry in schedule:
-            if entry.name not in self._due:
-                # A new schedule starts at its next tick; one that fired before (in any
-                # process) resumes after its newest firing, catching up if that was long ago.
-                rows = last_fired(entry)
-                self._due[entry.name] = entry.next_after(tick_of(rows[0]) if rows else now)
-            due = self._due[entry.name]
-            if due is not None and due <= now:
-                fired = self._fire_due(entry, due, now) or fired
+            retry_at = self._retry_at.get(entry.name)
+            if retry_at is not None and now < retry_at:
+                continue
+            try:
+                fired = self._run_entry(entry, now) or fired
+            except Exception:
+                backoff = self._backoff.get(entry.name, ERROR_BACKOFF_MIN)
+                logger.exception(
+                    "pool=%s schedule=%s event=schedule_error backoff=%.1f",
+                    self.pool_name,
+                    entry.name,
+                    backoff,
+                )
+                self._retry_at[entry.name] = now + timedelta(seconds=backoff)
+                self._backoff[entry.name] = min(backoff * 2, ERROR_BACKOFF_MAX)
+            else:
+                self._retry_at.pop(entry.name, None)
+                self._backoff.pop(entry.name, None)
         if fired:
             self._on_fired()
-        upcoming = [(d - now).total_seconds() for d in self._due.values() if d is not None]
-        return min([MAX_WAIT, *upcoming]) + 0.001
+        # An entry backing off wakes the thread at its retry, not at the tick it missed.
+        wakes = {**{n: d for n, d in self._due.items() if d is not None}, **self._retry_at}
+        return max(min([MAX_WAIT, *((d - now).total_seconds() for d in wakes.values())]), 0.0) + 0.001
+
+    def _run_entry(self, entry: Entry, now: datetime) -> bool:
+        if entry.name not in self._due:
+            # A new schedule starts at its next tick; one that fired before (in any
+            # process) resumes after its newest firing, catching up if that was long ago.
+            rows = last_fired(entry)
+            self._due[entry.name] = entry.next_after(tick_of(rows[0]) if rows else now)
+        due = self._due[entry.name]
+        return due is not None and due <= now and self._fire_due(entry, due, now)
 
     def _fire_due(self, entry: Entry, due: datetime, now: datetime) -> bool:
         if now - due <= LATE_GRACE:

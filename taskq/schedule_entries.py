@@ -215,7 +215,7 @@ def entries() -> list[Entry]:
 def periodic(*, cron: str | None = None, every: float | timedelta | None = None) -> Callable[[F], F]:
     """Run a module-level function with no arguments on a crontab or every so many seconds."""
 
-    def register(fn: F) -> F:
+    def add(fn: F) -> F:
         required = [
             p
             for p in inspect.signature(fn).parameters.values()
@@ -231,11 +231,11 @@ def periodic(*, cron: str | None = None, every: float | timedelta | None = None)
         raw.update({"cron": cron} if cron is not None else {})
         raw.update({"every": every} if every is not None else {})
         # The function's module is still importing, so its path is checked later, by check.
-        parse(path.replace(":", "."), raw, resolve=False)
+        parse(path, raw, resolve=False)
         registry[path] = raw
         return fn
 
-    return register
+    return add
 
 
 @register("taskq")

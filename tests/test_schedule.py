@@ -299,3 +299,19 @@ def test_last_fired_reads_only_its_own_schedule() -> None:
     fire(parse("a-b", {"task": TICK, "every": 60}), T0 + timedelta(minutes=9), T0)
     [row] = last_fired(parse("a", {"task": TICK, "every": 60}), 5)
     assert row.uid == "schedule:a:2026-12-06T10:00:00Z"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_that_fails_to_fire_backs_off_without_holding_up_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = parse("broken", {"task": "tests.testapp.periodic.nowhere", "every": 1}, resolve=False)
+    working = entry_for(every=1)
+    scheduler = Scheduler("s", lambda: None)
+    scheduler.run_due([broken, working], T0 - timedelta(seconds=0.5))
+    with caplog.at_level(logging.ERROR, logger="taskq"):
+        wait = scheduler.run_due([broken, working], T0 + timedelta(seconds=0.1))
+        assert scheduler.run_due([broken, working], T0 + timedelta(seconds=0.3)) == pytest.approx(0.301)
+    assert uids() == ["schedule:job:2026-12-06T10:00:00Z"]
+    assert wait == pytest.approx(0.501)  # the broken entry's retry comes before the next tick
+    assert len([r for r in caplog.records if "event=schedule_error" in r.getMessage()]) == 1
