@@ -117,7 +117,7 @@ class Pool:
             target=self._dispatch, name=f"taskq-dispatcher-{self.name}", daemon=True
         )
         self._dispatcher.start()
-        # Its own thread, so a tick never waits for a free runner or a dispatcher round.
+        # Its own thread, so a tick never waits for a free runner.
         self._scheduler = Scheduler(self.name, self.notify, self._talking).start()
         _live.add(self)
         logger.info("pool=%s event=started workers=%s queues=%s", self.name, self.size, self.queues)
