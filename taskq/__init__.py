@@ -12,6 +12,7 @@ from taskq.exceptions import (
     TaskqError,
     TaskTimeout,
 )
+from taskq.schedule_entries import periodic
 
 __all__ = [
     "GiveUp",
@@ -22,5 +23,6 @@ __all__ = [
     "current_task",
     "enqueue",
     "options",
+    "periodic",
     "task",
 ]

@@ -11,6 +11,6 @@ class TaskqConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from taskq import checks, process  # noqa: F401 - checks register on import
+        from taskq import checks, process, schedule_entries  # noqa: F401 - checks register on import
 
         process.arm()

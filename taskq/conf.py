@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_MAX_ARGS_BYTES": 65536,
     "TASKQ_MAX_RESULT_BYTES": 1048576,
     "TASKQ_IMMEDIATE": False,
+    "TASKQ_SCHEDULE": {},
 }
 
 
@@ -134,6 +135,12 @@ class Settings:
     @property
     def immediate(self) -> bool:
         return bool(self.get("TASKQ_IMMEDIATE"))
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        # Anything but a dict is reported by check (taskq.E021) and schedules nothing.
+        value = self.get("TASKQ_SCHEDULE")
+        return dict(value) if isinstance(value, dict) else {}
 
 
 settings = Settings()

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from taskq.conf import settings
 from taskq.models import Status, Task, Worker, claims_in_one_statement
+from taskq.schedule import Scheduler
 from taskq.worker import record_timeout, run_task
 
 logger = logging.getLogger("taskq")
@@ -110,6 +111,7 @@ class Pool:
         self._last_prune: float | None = None  # monotonic time of the last prune; None: never
         # Monotonic time the missing tables were last reported; None while they exist.
         self._missing_reported: float | None = None
+        self._scheduler: Scheduler | None = None
 
     # Lifecycle -------------------------------------------------------------
 
@@ -129,6 +131,8 @@ class Pool:
             target=self._dispatch, name=f"taskq-dispatcher-{self.name}", daemon=True
         )
         self._dispatcher.start()
+        # Its own thread, so a tick never waits for a free runner.
+        self._scheduler = Scheduler(self.name, self.notify, self._talking).start()
         _live.add(self)
         logger.info("pool=%s event=started workers=%s queues=%s", self.name, self.size, self.queues)
         return self
@@ -469,6 +473,8 @@ class Pool:
                 break
 
     def _shutdown(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
         unstarted: list[Task] = []
         while True:
             try:
