@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.db import connections, models, router, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.utils import timezone
 
 from taskq.exceptions import WorkerLost
-from taskq.statements import DUE_ORDER, claim_returning, update_task
+from taskq.features import features
+from taskq.statements import DUE_ORDER, ClaimedButUnreadable, claim_returning, update_row
 
 
 class Status(models.TextChoices):
@@ -37,14 +37,6 @@ def _appended(history: list[dict[str, Any]] | None, entry: dict[str, Any]) -> li
     if len(entries) > MAX_HISTORY:
         entries = [entries[0], *entries[-(MAX_HISTORY - 1) :]]
     return entries
-
-
-def claims_in_one_statement(conn: BaseDatabaseWrapper) -> bool:
-    """True where one UPDATE ... RETURNING can claim: PostgreSQL, and SQLite 3.35 or later."""
-    if conn.vendor == "postgresql":
-        return True
-    # SQLite gained RETURNING in 3.35, as Django's feature flag for INSERT records.
-    return conn.vendor == "sqlite" and bool(conn.features.can_return_columns_from_insert)
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
@@ -83,8 +75,16 @@ class TaskQuerySet(models.QuerySet["Task"]):
         # the same switch QuerySet.update() and select_for_update() flip.
         qs = self.all()
         qs._for_write = True  # type: ignore[attr-defined]  # private in django-stubs
-        if claims_in_one_statement(connections[qs.db]):
-            tasks = claim_returning(qs.db, worker, limit, now, expires, queues, Status.QUEUED, Status.RUNNING)
+        if features(connections[qs.db]).returning_claim:
+            try:
+                tasks = claim_returning(
+                    Task, qs.db, worker, limit, now, expires, queues, Status.QUEUED, Status.RUNNING
+                )
+            except ClaimedButUnreadable as exc:
+                # The claim has committed: give the rows back rather than strand them as
+                # running until their leases lapse, which would count an attempt never made.
+                self.using(qs.db).release(worker, exc.pks)
+                raise exc.__cause__ or exc from None
             # RETURNING follows no ORDER BY: put the batch back in the order due() chose.
             tasks.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at, t.pk))
         else:
@@ -276,14 +276,14 @@ class Task(models.Model):
         if entry is not None:
             fields["history"] = _appended(self.history, entry)
         # The common case costs one UPDATE; only a task asked to stop costs a second.
-        updated = update_task(using, self.pk, {**mine, "cancel_requested": False}, fields)
+        updated = update_row(Task, using, self.pk, {**mine, "cancel_requested": False}, fields)
         if not updated:
             fields["status"] = Status.CANCELLED
             fields.setdefault("finished_at", timezone.now())
             fields.pop("run_after", None)
             if entry is not None:
                 fields["history"] = _appended(self.history, {**entry, "outcome": "cancelled"})
-            updated = update_task(using, self.pk, mine, fields)
+            updated = update_row(Task, using, self.pk, mine, fields)
         if updated:
             for name, value in fields.items():
                 setattr(self, name, value)

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.apps import apps
-from django.db import DatabaseError, close_old_connections, connections, router
+from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
 from taskq.conf import settings
-from taskq.models import Status, Task, Worker, claims_in_one_statement
+from taskq.models import Task, Worker
+from taskq.runners import Runners, tidy_connections
 from taskq.schedule import Scheduler
-from taskq.worker import record_timeout, run_task
 
 logger = logging.getLogger("taskq")
 
@@ -36,22 +34,6 @@ ERROR_BACKOFF_MAX = 30.0
 TABLES_MISSING_REPEAT = 600.0
 PRUNE_BATCH = 500
 PRUNE_BATCHES_PER_ROUND = 20
-
-
-def _runner_may_claim() -> bool:
-    """True if a runner may claim its own next task on this thread's connection."""
-    conn = connections[router.db_for_write(Task)]
-    if not claims_in_one_statement(conn):
-        # MariaDB's locking claim holds a row lock on every row it scans until it commits.
-        # Eight runners doing that at once behind many delayed tasks filled InnoDB's lock
-        # heap until the server aborted; there the dispatcher stays the only claimer.
-        return False
-    # A job that left autocommit off, or an atomic block open, would make a claim part of
-    # its transaction, which the cleanup after the job then rolls back.
-    try:
-        return conn.connection is None or (not conn.in_atomic_block and conn.get_autocommit())
-    except Exception:  # noqa: BLE001 - any failure here just means: do not claim on it
-        return False  # the cleanup after the job deals with a connection in that state
 
 
 def missing_tables() -> list[str]:
@@ -70,15 +52,6 @@ def wake_all() -> None:
         pool.notify()
 
 
-@dataclass(eq=False)
-class _Running:
-    task: Task
-    thread: threading.Thread
-    deadline: float | None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    abandoned: bool = False
-
-
 class Pool:
     """Claims due tasks from the database and runs them on a fixed number of threads."""
 
@@ -95,15 +68,8 @@ class Pool:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._inbox: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
-        self._running: dict[int, _Running] = {}
-        self._runners: set[threading.Thread] = set()
-        self._abandoned: set[threading.Thread] = set()
-        self._busy = 0  # claimed and not yet finished: in the inbox or running
-        self._backlog = False  # due tasks may be waiting: the last claim took all it asked for
+        self.runners = Runners(self.name, self.size, self.queues, self._wake.set, self._stopping)
         self._notified = False  # a task was committed since the dispatcher last looked
-        self._capacity = 0  # live runner threads that have not been abandoned
         self._dispatcher: threading.Thread | None = None
         # Held while the dispatcher talks to the database, so a fork can wait for it to
         # finish: a child must never inherit a driver lock taken mid-call.
@@ -124,9 +90,7 @@ class Pool:
         """Start the dispatcher and the runner threads; they wait for the app registry."""
         if self._dispatcher is not None:
             return self
-        with self._lock:
-            for _ in range(self.size):
-                self._spawn_runner()
+        self.runners.start()
         self._dispatcher = threading.Thread(
             target=self._dispatch, name=f"taskq-dispatcher-{self.name}", daemon=True
         )
@@ -160,150 +124,17 @@ class Pool:
 
     def running_tasks(self) -> list[int]:
         """Primary keys of the tasks this pool is running now."""
-        with self._lock:
-            return [pk for pk, r in self._running.items() if not r.abandoned]
+        return list(self.runners.live())
 
     @property
     def busy(self) -> int:
         """How many claimed tasks are waiting for a thread or running."""
-        with self._lock:
-            return self._busy
+        return self.runners.busy
 
     @property
     def abandoned_threads(self) -> int:
         """How many timed-out threads have not returned yet."""
-        with self._lock:
-            return len(self._abandoned)
-
-    # Runner threads --------------------------------------------------------
-
-    def _spawn_runner(self) -> None:
-        # Called with the lock held.
-        thread = threading.Thread(target=self._run, name=f"taskq-worker-{self.name}", daemon=True)
-        self._runners.add(thread)
-        self._capacity += 1
-        thread.start()
-
-    def _run(self) -> None:
-        me = threading.current_thread()
-        task: Task | None = None
-        try:
-            while True:
-                if task is None:
-                    task = self._inbox.get()
-                    if task is None:
-                        return
-                if self._stopping.is_set():
-                    self._give_back([task])
-                    return
-                alive, task = self._run_one(task, me)
-                if not alive:
-                    return  # abandoned after a timeout: the pool has replaced this thread
-        except BaseException as exc:
-            # A task raised SystemExit or KeyboardInterrupt: run_task recorded it and let it
-            # through, so this thread ends as its raiser asked. Its slot must not end with it.
-            logger.error("pool=%s event=thread_exited error=%s: replacing it", self.name, type(exc).__name__)
-            with self._lock:
-                if me not in self._abandoned:
-                    self._capacity -= 1
-            raise
-        finally:
-            # Every thread closes what it opened, so no session outlives the pool.
-            connections.close_all()
-            with self._lock:
-                self._runners.discard(me)
-                self._abandoned.discard(me)
-                # A thread that timed out past the cap, or that a task's SystemExit ended,
-                # left its slot empty: fill it, never beyond the pool's size.
-                if self._capacity < self.size and not self._stopping.is_set():
-                    self._spawn_runner()
-                    self._wake.set()
-                    logger.warning("pool=%s event=capacity_restored capacity=%s", self.name, self._capacity)
-
-    def _run_one(self, task: Task, me: threading.Thread) -> tuple[bool, Task | None]:
-        """Run ``task``; return whether this thread lives on, and the task it claimed next."""
-        deadline = time.monotonic() + task.timeout if task.timeout else None
-        entry = _Running(task, me, deadline)
-        with self._lock:
-            self._running[task.pk] = entry
-        if deadline is not None:
-            self._wake.set()  # the dispatcher's wait must end by this deadline
-        self._tidy_connections()
-        completed = False
-        following: Task | None = None
-        try:
-            run_task(task, entry.cancel)
-            completed = True
-        except Exception:
-            # run_task records task errors itself; this is the database failing while
-            # it did so. The lease will lapse and recovery will requeue the task.
-            logger.exception("task=%s event=record_failed", task.pk)
-        finally:
-            # Read outside the lock: it asks the connection, which a blocked test can refuse.
-            clean = completed and self._backlog and _runner_may_claim()
-            with self._lock:
-                # An abandoned attempt can return after the pool claimed the same task
-                # again; the entry under its pk is then the new attempt's, not ours.
-                if self._running.get(task.pk) is entry:
-                    del self._running[task.pk]
-                # While tasks are waiting, a thread that is free again claims its own next
-                # one, its slot still counted busy so the dispatcher cannot claim for it as
-                # well: back-to-back tasks skip the hand-off through the dispatcher. With
-                # no backlog it just frees the slot, so a quiet queue costs no extra query.
-                keep_slot = clean and self._backlog and not entry.abandoned and not self._stopping.is_set()
-                # A slot freed while work may be due (a backlog, or this task's own
-                # retry) must not wait for the next poll to be filled.
-                wake = (
-                    not entry.abandoned and not keep_slot and (self._backlog or task.status == Status.QUEUED)
-                )
-                if not entry.abandoned and not keep_slot:
-                    self._busy -= 1
-            if keep_slot:
-                following = self._claim_next()
-            elif wake:
-                self._wake.set()
-            # After the claim, so the job's connection serves the claim too, and
-            # CONN_MAX_AGE=0 still closes it before the next job.
-            self._tidy_connections()
-        return not entry.abandoned, following
-
-    def _claim_next(self) -> Task | None:
-        """Claim one task for this thread, which is about to be free; None if none is due."""
-        claimed: list[Task] = []
-        try:
-            claimed = Task.objects.claim(self.name, 1, settings.lease_seconds, self.queues)
-        except Exception:
-            # The dispatcher retries with back-off; this thread just goes back to waiting.
-            logger.exception("pool=%s event=claim_failed", self.name)
-        with self._lock:
-            self._backlog = bool(claimed)
-            if not claimed:
-                self._busy -= 1
-        if claimed:
-            return claimed[0]
-        # A task committed during this claim found every thread busy, so the dispatcher
-        # left it to us; the slot is free now, and the dispatcher must look again.
-        self._wake.set()
-        return None
-
-    def _give_back(self, tasks: list[Task]) -> None:
-        try:
-            Task.objects.release(self.name, [t.pk for t in tasks])
-        except Exception:
-            logger.exception("pool=%s event=release_failed tasks=%s", self.name, len(tasks))
-        finally:
-            self._tidy_connections()
-            with self._lock:
-                self._busy -= len(tasks)
-
-    def _tidy_connections(self) -> None:
-        """Close this thread's expired or broken connections, never letting a failure end the thread."""
-        try:
-            close_old_connections()
-        except Exception:
-            # Closing a connection the server already dropped can raise; the next query
-            # reconnects anyway, so log it and carry on rather than lose the thread.
-            logger.exception("pool=%s event=close_failed", self.name)
+        return len(self.runners.abandoned)
 
     # Dispatcher ------------------------------------------------------------
 
@@ -324,7 +155,7 @@ class Pool:
                         if time.monotonic() >= next_housekeeping:
                             self._housekeep()
                             next_housekeeping = time.monotonic() + settings.heartbeat_interval
-                        self._expire_timeouts()
+                        self.runners.expire_timeouts()
                         full = self._claim(hinted)
                         error_backoff = ERROR_BACKOFF_MIN
                         if self._missing_reported is not None:
@@ -334,7 +165,7 @@ class Pool:
                         self._report_error(exc, error_backoff)
                         failed = True
                     finally:
-                        self._tidy_connections()
+                        tidy_connections(self.name)
                 if failed:
                     self._stopping.wait(error_backoff)
                     error_backoff = min(error_backoff * 2, ERROR_BACKOFF_MAX)
@@ -379,70 +210,27 @@ class Pool:
         self._talking.release()
 
     def _claim(self, hinted: bool) -> bool:
-        """Claim as many due tasks as there are free threads; True if every slot was filled."""
-        with self._lock:
-            free = self._capacity - self._busy
-            if free <= 0:
-                # Told of a commit, or polled, with every thread busy: tasks may be
-                # waiting, so the next thread to finish claims one for itself.
-                self._backlog = self._backlog or hinted
-                return False
+        """Claim as many due tasks as there are free runners; True if every slot was filled."""
+        free = self.runners.free(hinted)
+        if free <= 0:
+            return False
         tasks = Task.objects.claim(self.name, free, settings.lease_seconds, self.queues)
-        with self._lock:
-            self._busy += len(tasks)
-            self._backlog = len(tasks) == free  # a full batch may have left more behind
-        for task in tasks:
-            self._inbox.put(task)
+        self.runners.hand(tasks, free)
         return len(tasks) == free
 
     def _next_wait(self, next_housekeeping: float) -> float:
         now = time.monotonic()
         wait = min(self.poll_interval, max(next_housekeeping - now, 0.0))
-        with self._lock:
-            deadlines = [r.deadline for r in self._running.values() if r.deadline and not r.abandoned]
-        if deadlines:
-            wait = min(wait, max(min(deadlines) - now, 0.0))
+        deadline = self.runners.next_deadline()
+        if deadline is not None:
+            wait = min(wait, max(deadline - now, 0.0))
         return wait
-
-    def _expire_timeouts(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            late = [
-                r
-                for r in self._running.values()
-                if r.deadline is not None and r.deadline <= now and not r.abandoned
-            ]
-            for entry in late:
-                entry.abandoned = True
-                self._busy -= 1
-                self._capacity -= 1
-                self._abandoned.add(entry.thread)
-                if len(self._abandoned) <= settings.max_abandoned_threads:
-                    self._spawn_runner()
-                else:
-                    logger.error(
-                        "pool=%s event=capacity_lost abandoned=%s capacity=%s: hung tasks hold "
-                        "threads; give their network calls timeouts",
-                        self.name,
-                        len(self._abandoned),
-                        self._capacity,
-                    )
-        for entry in late:
-            logger.error(
-                "pool=%s task=%s path=%s event=timeout timeout=%s: thread abandoned",
-                self.name,
-                entry.task.pk,
-                entry.task.path,
-                entry.task.timeout,
-            )
-            record_timeout(entry.task)
 
     def _housekeep(self) -> None:
         """Heartbeat this pool, renew its leases, pick up cancel requests, recover the dead."""
         now = timezone.now()
-        with self._lock:
-            running = {pk: r for pk, r in self._running.items() if not r.abandoned}
-        beat = {"last_heartbeat": now, "threads": self._capacity}
+        running = self.runners.live()
+        beat = {"last_heartbeat": now, "threads": self.runners.capacity}
         if not Worker.objects.filter(name=self.name).update(**beat):
             host, pid, _ = self.name.split(":")
             Worker.objects.create(name=self.name, hostname=host, pid=int(pid), queues=self.queues, **beat)
@@ -475,24 +263,7 @@ class Pool:
     def _shutdown(self) -> None:
         if self._scheduler is not None:
             self._scheduler.stop()
-        unstarted: list[Task] = []
-        while True:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                unstarted.append(item)
-        if unstarted:
-            self._give_back(unstarted)
-        with self._lock:
-            runners = [t for t in self._runners if t not in self._abandoned]
-        for _ in runners:
-            self._inbox.put(None)
-        deadline = time.monotonic() + settings.shutdown_grace
-        for thread in runners:
-            thread.join(max(deadline - time.monotonic(), 0.0))
-        still = [t.name for t in runners if t.is_alive()]
+        still = self.runners.stop(settings.shutdown_grace)
         if still:
             logger.warning(
                 "pool=%s event=stop_timeout running=%s: their leases will lapse and another "

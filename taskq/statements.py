@@ -1,10 +1,11 @@
 """The SQL of a task's hot path (its claim and its outcome), built once per connection and shape.
 
-Django builds and compiles a queryset afresh on every call. For the claim and the outcome
-UPDATE that was 1.5 ms of CPU per task beyond the statements themselves (1.30 -> 0.34 ms and
-0.77 -> 0.16 ms on SQLite; docs/benchmarks.md), on threads that share one GIL with the web
-process they live in. These are the statements the ORM would write, built from the model's
-own fields with the backend's own quoting, prepping and converters, and kept per connection.
+Django builds and compiles a queryset afresh on every call, which cost more CPU per task
+than the statements themselves, on threads that share one GIL with the web process they
+live in (docs/benchmarks.md has the figures). These are the statements the ORM would
+write, built from the model's own fields with the backend's own quoting, prepping and
+converters, and kept per connection. They take the model as an argument and never import
+it, so that models.py depends on this module and not the other way round.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from django.db import connections, transaction
+from django.db import connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-if TYPE_CHECKING:
-    from taskq.models import Task
+from taskq.features import features
 
 # The order due tasks run in; due() and the claim both follow it, and taskq_claim_idx serves it.
 DUE_ORDER = ("-priority", "run_after", "enqueued_at")
@@ -43,14 +43,19 @@ def _cached(conn: BaseDatabaseWrapper, key: Hashable, build: Callable[[], S]) ->
         return statement
 
 
-def _task() -> type[Task]:
-    from taskq.models import Task  # models imports this module for DUE_ORDER
-
-    return Task
+M = TypeVar("M", bound=models.Model)
 
 
-def _quoted_columns(conn: BaseDatabaseWrapper) -> Callable[[str], str]:
-    columns = {f.name: conn.ops.quote_name(f.column) for f in _task()._meta.concrete_fields}
+class ClaimedButUnreadable(Exception):
+    """A claim committed, but its rows could not be turned into objects; ``pks`` need releasing."""
+
+    def __init__(self, pks: list[Any]) -> None:
+        super().__init__(f"claimed {len(pks)} rows that could not be read back")
+        self.pks = pks
+
+
+def _quoted_columns(model: type[models.Model], conn: BaseDatabaseWrapper) -> Callable[[str], str]:
+    columns = {f.name: conn.ops.quote_name(f.column) for f in model._meta.concrete_fields}
     return columns.__getitem__
 
 
@@ -62,34 +67,29 @@ class _Claim:
     converters: list[list[Any]]
 
 
-def _build_claim(conn: BaseDatabaseWrapper, limit: int, queues: int | None) -> _Claim:
-    Task = _task()
-    meta = Task._meta
+def _build_claim(
+    model: type[models.Model], conn: BaseDatabaseWrapper, limit: int, queues: int | None
+) -> _Claim:
+    meta = model._meta
     qn = conn.ops.quote_name
-    col = _quoted_columns(conn)
+    col = _quoted_columns(model, conn)
 
     where = f"{col('status')} = %s AND {col('run_after')} <= %s"
     if queues is not None:
         where += f" AND {col('queue')} IN ({', '.join(['%s'] * queues)})"
     order = ", ".join(f"{col(f.lstrip('-'))} {'DESC' if f.startswith('-') else 'ASC'}" for f in DUE_ORDER)
     table, pk = qn(meta.db_table), col("id")
-    # taskq_claim_idx puts priority before run_after, so run_after cannot bound its scan: once
-    # the due rows are taken, the scan goes on through every queued-but-delayed row looking
-    # for more. On SQLite that walk holds the write lock every other writer is waiting for.
-    # So the LIMIT is the number of due rows, counted up to ``limit`` along taskq_due_idx,
-    # and the scan ends once it has found them (or never starts). It still reads delayed
-    # rows of a higher priority on its way, and on PostgreSQL, where rows that a rival claim
-    # holds are counted but skipped, it can still walk on past the due ones. Both engines
-    # compute a LIMIT once, before the scan. ORDER BY run_after, which taskq_due_idx yields
-    # for free, keeps PostgreSQL on that index: the finished rows' run_after is past too, and
-    # costed with them in mind an EXISTS for "is anything due" got a full table scan (tried
-    # before the MIN this count replaced). The subquery reads no row FOR UPDATE.
+    # taskq_claim_idx puts priority before run_after, so run_after cannot bound its scan:
+    # once the due rows are taken, it would walk on through every delayed row, holding
+    # SQLite's write lock meanwhile. So the LIMIT is the number of due rows, counted up to
+    # ``limit`` along taskq_due_idx, and the scan stops once it has found them. ORDER BY
+    # run_after keeps PostgreSQL's planner on that index. The count locks nothing.
     due = (
         f"(SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {where} "  # noqa: S608
         f"ORDER BY {col('run_after')} LIMIT {int(limit)}) AS due)"
     )
     picked = f"SELECT {pk} FROM {table} WHERE {where} ORDER BY {order} LIMIT {due}"  # noqa: S608
-    if conn.features.has_select_for_update_skip_locked:
+    if features(conn).skip_locked:
         picked += " FOR UPDATE SKIP LOCKED"
     fields = meta.concrete_fields
     # A CTE rather than IN (subquery): PostgreSQL may evaluate a plain subquery more than
@@ -109,6 +109,7 @@ def _build_claim(conn: BaseDatabaseWrapper, limit: int, queues: int | None) -> _
 
 
 def claim_returning(
+    model: type[M],
     using: str,
     worker: str,
     limit: int,
@@ -117,13 +118,12 @@ def claim_returning(
     queues: Sequence[str] | None,
     queued: str,
     running: str,
-) -> list[Task]:
-    """Claim up to ``limit`` due tasks in one UPDATE ... RETURNING; the caller checks the backend can."""
-    Task = _task()
+) -> list[M]:
+    """Claim up to ``limit`` due rows in one UPDATE ... RETURNING; the caller checks the backend can."""
     conn = connections[using]
     shape = None if queues is None else len(queues)
-    claim = _cached(conn, ("claim", limit, shape), lambda: _build_claim(conn, limit, shape))
-    stamp = Task._meta.get_field("started_at")
+    claim = _cached(conn, ("claim", limit, shape), lambda: _build_claim(model, conn, limit, shape))
+    stamp = cast("models.Field[Any, Any]", model._meta.get_field("started_at"))
     at, until = stamp.get_db_prep_value(now, conn), stamp.get_db_prep_value(expires, conn)
     where = [queued, at, *(queues or ())]
     params = [*where, *where, running, worker, at, until, queued]
@@ -139,32 +139,33 @@ def claim_returning(
             for i, funcs in enumerate(claim.converters):
                 for func in funcs:
                     row[i] = func(row[i], claim.columns[i], conn)
-            tasks.append(Task.from_db(using, claim.names, row))
-    except BaseException:
-        # The claim has committed: give the rows back rather than strand them as running
-        # until their leases lapse, which would count an attempt never made.
+            tasks.append(model.from_db(using, claim.names, row))
+    except Exception as exc:
         pk_at = claim.names.index("id")
-        Task.objects.using(using).release(worker, [raw[pk_at] for raw in rows])
-        raise
+        raise ClaimedButUnreadable([raw[pk_at] for raw in rows]) from exc
     return tasks
 
 
-def _build_update(conn: BaseDatabaseWrapper, values: Sequence[str], where: Sequence[str]) -> str:
-    meta = _task()._meta
+def _build_update(
+    model: type[models.Model], conn: BaseDatabaseWrapper, values: Sequence[str], where: Sequence[str]
+) -> str:
+    meta = model._meta
     qn = conn.ops.quote_name
-    col = _quoted_columns(conn)
+    col = _quoted_columns(model, conn)
 
     assignments = ", ".join(f"{col(name)} = %s" for name in values)
     conditions = " AND ".join(f"{col(name)} = %s" for name in ("id", *where))
     return f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {conditions}"  # noqa: S608
 
 
-def update_task(using: str, pk: int, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-    """UPDATE one task's ``values`` if it still matches ``where``; return how many rows matched."""
-    meta = _task()._meta
+def update_row(
+    model: type[models.Model], using: str, pk: int, where: Mapping[str, Any], values: Mapping[str, Any]
+) -> int:
+    """UPDATE one row's ``values`` if it still matches ``where``; return how many rows matched."""
+    meta = model._meta
     conn = connections[using]
-    key = ("update", tuple(values), tuple(where))
-    sql = _cached(conn, key, lambda: _build_update(conn, list(values), list(where)))
+    key = ("update", model._meta.label, tuple(values), tuple(where))
+    sql = _cached(conn, key, lambda: _build_update(model, conn, list(values), list(where)))
     # get_db_prep_save is what QuerySet.update() applies: None becomes NULL, JSON is adapted.
     params = [meta.get_field(n).get_db_prep_save(v, conn) for n, v in values.items()]  # type: ignore[union-attr]
     params += [pk, *(meta.get_field(n).get_db_prep_value(v, conn) for n, v in where.items())]  # type: ignore[union-attr]

@@ -12,7 +12,8 @@ from django.db import connection, connections, transaction
 from django.db.models.signals import post_init
 
 from taskq import enqueue, options
-from taskq.models import Status, Task, Worker, claims_in_one_statement
+from taskq.features import features
+from taskq.models import Status, Task, Worker
 from taskq.pool import Pool
 from taskq.signals import task_finished
 from tests.helpers import wait_until
@@ -139,7 +140,7 @@ def test_a_failed_claim_by_a_runner_is_logged_and_the_pool_recovers(
 
 def test_runners_claim_only_where_one_statement_claims() -> None:
     # MariaDB's claim locks every row it scans until it commits: one claimer per process.
-    assert claims_in_one_statement(connection) is (connection.vendor != "mysql")
+    assert features(connection).runners_claim is (connection.vendor != "mysql")
 
 
 class ReadsFromAReplica:

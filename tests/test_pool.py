@@ -247,7 +247,7 @@ def test_signals_fire_in_the_worker_thread(make_pool: MakePool) -> None:
         task_started.disconnect(on_started)
         task_finished.disconnect(on_finished)
     assert seen[0][:2] == ("started", pk)
-    assert seen[0][2].startswith("taskq-worker")
+    assert seen[0][2].startswith("taskq-runner")
     assert seen[1] == ("finished", pk, Status.SUCCEEDED)
 
 

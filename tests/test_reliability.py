@@ -161,4 +161,4 @@ def test_a_task_raising_system_exit_fails_and_the_pool_keeps_its_thread(make_poo
     task = wait_for_status(options(max_attempts=3).enqueue(tasks.exit_thread, 3), Status.FAILED)
     assert (task.attempts, task.error) == (1, "SystemExit: 3")
     assert wait_for_status(enqueue(tasks.add, 1, 2), Status.SUCCEEDED).result == 3
-    assert len([t for t in pool._runners if t.is_alive()]) == 1
+    assert len([t for t in pool.runners.threads if t.is_alive()]) == 1

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from taskq import enqueue, options
 from taskq.models import WORKER_LOST, Status, Task
-from taskq.pool import Pool, _Running
+from taskq.pool import Pool
+from taskq.runners import Running
 from tests.helpers import other_sessions, wait_until
 from tests.test_reliability import WORKER, claim, heartbeats, wait_for_status
 from tests.testapp import tasks
@@ -58,7 +59,7 @@ def test_a_housekeeping_round_renews_all_running_leases_in_one_update() -> None:
         enqueue(tasks.add, i, i)
     claimed = Task.objects.claim(pool.name, 3, 5)
     for task in claimed:
-        pool._running[task.pk] = _Running(task, thread=None, deadline=None)  # type: ignore[arg-type]
+        pool.runners.running[task.pk] = Running(task, thread=None, deadline=None)  # type: ignore[arg-type]
     with CaptureQueriesContext(connection) as captured:
         pool._housekeep()
     updates = [q["sql"].replace("`", '"') for q in captured if q["sql"].startswith("UPDATE")]

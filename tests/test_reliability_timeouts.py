@@ -109,7 +109,7 @@ def test_past_the_cap_hung_threads_are_not_replaced_until_they_return(
     tasks.event("b:1").set()
     wait_until(lambda: pool.abandoned_threads == 0)
     assert threads_of(pool) == 1
-    live = [t for t in pool._runners if t.is_alive()]
+    live = [t for t in pool.runners.threads if t.is_alive()]
     assert len(live) == 1
 
 
@@ -127,5 +127,5 @@ def test_an_abandoned_thread_that_ends_in_system_exit_does_not_cost_a_second_slo
     wait_until(lambda: pool.abandoned_threads == 0)
     # Its slot was refilled when it timed out; its exit must neither empty nor refill it again.
     assert threads_of(pool) == 1
-    assert len([t for t in pool._runners if t.is_alive()]) == 1
+    assert len([t for t in pool.runners.threads if t.is_alive()]) == 1
     assert wait_for_status(enqueue(tasks.add, 1, 1), Status.SUCCEEDED).result == 2

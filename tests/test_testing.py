@@ -97,7 +97,7 @@ class TestRunningPool:
         try:
             enqueue(tasks.block, "hung")
             assert tasks.event("hung:started").wait(10)
-            with pytest.raises(PoolLeak, match=r"taskq-worker-\S+ is still running"):
+            with pytest.raises(PoolLeak, match=r"taskq-runner-\S+ is still running"):
                 block.__exit__(None, None, None)
         finally:
             tasks.event("hung").set()

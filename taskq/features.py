@@ -1,0 +1,54 @@
+"""What each database can do for taskq, asked in one place instead of by vendor name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+_ATTR = "_taskq_features"
+
+
+@dataclass(frozen=True)
+class Features:
+    """The capabilities taskq's SQL and admin choose between."""
+
+    # One UPDATE ... RETURNING claims and reads rows back: PostgreSQL, SQLite 3.35 or later.
+    returning_claim: bool
+    # SELECT ... FOR UPDATE SKIP LOCKED lets claimers pass each other's rows.
+    skip_locked: bool
+    # A runner may claim its own next task. Not on MariaDB, whose locking claim holds a
+    # lock on every row it scans until it commits: runners doing that at once behind many
+    # delayed rows filled InnoDB's lock heap until the server aborted.
+    runners_claim: bool
+    # Indexes with a WHERE clause; Django leaves the condition out on MariaDB.
+    partial_indexes: bool
+    # MariaDB reads an index's distinct values by jumping between groups only when asked
+    # in its own GROUP BY form; elsewhere a recursive CTE does the same.
+    loose_index_scan_by_group: bool
+    # SQLite plans MIN/MAX over a date range as two index probes only one bound at a time.
+    probes_date_bounds: bool
+    # The server has sessions of its own that a pool could leak, and a connection limit.
+    server_sessions: bool
+
+
+def features(conn: BaseDatabaseWrapper) -> Features:
+    """Return what the database behind ``conn`` can do, worked out once per connection wrapper."""
+    found: Features | None = getattr(conn, _ATTR, None)
+    if found is None:
+        vendor = conn.vendor
+        returning = vendor == "postgresql" or (
+            # SQLite gained RETURNING in 3.35, which Django's feature flag for INSERT records.
+            vendor == "sqlite" and bool(conn.features.can_return_columns_from_insert)
+        )
+        found = Features(
+            returning_claim=returning,
+            skip_locked=bool(conn.features.has_select_for_update_skip_locked),
+            runners_claim=returning,
+            partial_indexes=bool(conn.features.supports_partial_indexes),
+            loose_index_scan_by_group=vendor == "mysql",
+            probes_date_bounds=vendor == "sqlite",
+            server_sessions=vendor != "sqlite",
+        )
+        setattr(conn, _ATTR, found)
+    return found
