@@ -98,8 +98,6 @@ class TaskqBackend(BaseTaskBackend):
         try:
             super().validate_task(task)
         except DjangoInvalidTask as exc:
-            if isinstance(exc, InvalidTask):
-                raise
             raise InvalidTask(*exc.args) from exc
 
     def enqueue(self, task: DjangoTask[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
@@ -121,8 +119,6 @@ class TaskqBackend(BaseTaskBackend):
                 run_django_task, task.module_path, self.alias, task.takes_context, clean_args, clean_kwargs
             )
         except TaskqInvalidTask as exc:
-            if isinstance(exc, InvalidTask):
-                raise
             raise InvalidTask(*exc.args) from exc
         result = to_result(row, task)
         task_enqueued.send(type(self), task_result=result)

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,10 @@ from asgiref.sync import async_to_sync
 from django.test import override_settings
 from django.utils import timezone
 
-from taskq.backends import RUN_PATH, InvalidTask, TaskqBackend, run_django_task
+import taskq
+from taskq import signals as taskq_signals
+from taskq import signing
+from taskq.backends import RUN_PATH, InvalidTask, TaskqBackend, _remember_running, run_django_task, to_result
 from taskq.exceptions import InvalidTask as TaskqInvalidTask
 from taskq.models import Status, Task
 from taskq.pool import Pool
@@ -409,3 +412,141 @@ def test_get_result_from_another_process_sees_successful_and_the_value(committed
         "attempts": 1,
         "task": "tests.testapp.dtasks.add",
     }
+
+
+def stored_row(status: str, **fields: Any) -> Task:
+    """An unsaved row as TaskqBackend writes it, for describing without a pool."""
+    fields.setdefault("args", ["tests.testapp.dtasks.add", "default", False, [1, 2], {}])
+    return Task(pk=7, path=RUN_PATH, status=status, enqueued_at=timezone.now(), **fields)
+
+
+def entry(attempt: int, outcome: str, exception: str = "", worker: str = "pool-a") -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "worker": worker,
+        "started_at": f"2026-12-06T10:00:0{attempt}+00:00",
+        "finished_at": f"2026-12-06T10:00:0{attempt}.5+00:00",
+        "outcome": outcome,
+        "error": f"{exception.rsplit('.', 1)[-1]}: attempt {attempt}" if exception else "",
+        "exception": exception,
+        "traceback": f"Traceback ...\n{exception}: attempt {attempt}\n" if exception else "",
+    }
+
+
+def test_history_entries_become_errors_and_worker_ids() -> None:
+    row = stored_row(
+        "running",
+        attempts=4,
+        worker="pool-c",
+        started_at=timezone.now(),
+        error="ValueError: attempt 3",
+        history=[
+            entry(1, "retried", "builtins.ValueError", "pool-a"),
+            entry(2, "timed_out", "taskq.exceptions.TaskTimeout", "pool-b"),
+            entry(3, "lost", "", "pool-a"),
+        ],
+    )
+    result = to_result(row)
+    assert result.status == TaskResultStatus.RUNNING
+    assert result.worker_ids == ["pool-a", "pool-b", "pool-a", "pool-c"]
+    assert result.attempts == 4
+    assert [e.exception_class_path for e in result.errors] == [
+        "builtins.ValueError",
+        "taskq.exceptions.TaskTimeout",
+        "builtins.Exception",
+    ]
+    assert result.errors[0].traceback.endswith("builtins.ValueError: attempt 1\n")
+    assert result.started_at == datetime(2026, 12, 6, 10, 0, 1, tzinfo=UTC)
+    assert result.last_attempted_at == row.started_at
+
+
+def test_a_success_after_history_has_only_the_failed_attempts_as_errors() -> None:
+    row = stored_row(
+        "succeeded",
+        attempts=2,
+        worker="pool-b",
+        result=3,
+        error="ValueError: attempt 1",
+        history=[entry(1, "retried", "builtins.ValueError"), entry(2, "succeeded", worker="pool-b")],
+    )
+    result = to_result(row)
+    assert result.return_value == 3
+    assert [e.exception_class for e in result.errors] == [ValueError]
+    assert result.worker_ids == ["pool-a", "pool-b"]
+
+
+@pytest.mark.parametrize(
+    ("error", "traceback", "expected"),
+    [
+        ("TaskTimeout: ran longer than its timeout of 1s", "", "taskq.exceptions.TaskTimeout"),
+        ("WorkerLost: the lease lapsed", "", "taskq.exceptions.WorkerLost"),
+        ("KeyError: 'x'", "Traceback ...\nKeyError: 'x'\n", "builtins.KeyError"),
+        ("Boom", "Traceback ...\ntests.testapp.dtasks.Boom\n", "tests.testapp.dtasks.Boom"),
+        ("no class here!", "", "builtins.Exception"),
+    ],
+)
+def test_the_rows_last_error_names_its_exception_class(error: str, traceback: str, expected: str) -> None:
+    result = to_result(stored_row("failed", attempts=1, worker="p", error=error, traceback=traceback))
+    assert [e.exception_class_path for e in result.errors] == [expected]
+    assert result.errors[0].traceback == (traceback or error)
+
+
+def test_a_runner_without_the_handed_row_reads_it(transactional_db: None) -> None:
+    # As in a worker process that imports taskq.backends only when its first such task runs.
+    taskq_signals.task_started.disconnect(dispatch_uid="taskq.backends.started")
+    try:
+        result = dtasks.context_info.enqueue("k")
+        run_due()
+    finally:
+        taskq_signals.task_started.connect(_remember_running, dispatch_uid="taskq.backends.started")
+    result.refresh()
+    assert result.return_value == {
+        "id": result.id,
+        "attempt": 1,
+        "status": "RUNNING",
+        "args": ["k"],
+        "key": "k",
+    }
+
+
+def test_a_row_whose_path_is_not_a_django_task_fails_and_is_logged(
+    transactional_db: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    args = ["tests.testapp.tasks.add", "default", False, [1, 2], {}]
+    row = Task.objects.create(path=RUN_PATH, args=args, signature=signing.sign(RUN_PATH, args, {}))
+    [ran] = run_due()
+    assert ran.status == Status.FAILED
+    assert "is not a task defined with @task" in ran.error
+    assert "signal=task_finished" in caplog.text
+    with pytest.raises(TaskqInvalidTask, match="is not a task defined with @task"):
+        backend().get_result(str(row.pk))
+
+
+def renamed() -> None:
+    return None
+
+
+renamed.__qualname__ = "not_here"
+
+
+@pytest.mark.django_db
+def test_a_task_whose_path_does_not_import_is_refused() -> None:
+    with pytest.raises(InvalidTask, match=r"tests\.test_backends\.not_here does not import back"):
+        dtasks.DjangoTask(func=renamed).enqueue()
+
+
+def test_plain_taskq_tasks_run_beside_django_ones_and_send_no_django_signal(pool: Pool) -> None:
+    seen: list[Any] = []
+
+    def listen(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        seen.append(task_result.id)
+
+    dtasks.task_finished.connect(listen)
+    try:
+        plain = taskq.enqueue(plain_tasks.add, 1, 2)
+        django = finished(dtasks.add.enqueue(3, 4))
+        wait_until(lambda: Task.objects.filter(pk=plain.pk, status=Status.SUCCEEDED).exists())
+    finally:
+        dtasks.task_finished.disconnect(listen)
+    assert seen == [django.id]
+    assert django.return_value == 7
