@@ -77,6 +77,10 @@ _ERROR_OUTCOMES = ("failed", "retried", "timed_out", "lost")
 # Exceptions whose traceback is empty are taskq's own, named in the error's first word.
 _TASKQ_ERRORS = ("TaskTimeout", "WorkerLost", "BadTaskSignature")
 _EXCEPTION_NAME = re.compile(r"^[A-Za-z_][\w.]*$")
+# The backend class and task being enqueued, for the receiver of taskq's task_enqueued.
+_enqueuing: ContextVar[tuple[type[TaskqBackend], DjangoTask[Any, Any]] | None] = ContextVar(
+    "taskq_backends_enqueuing", default=None
+)
 # The row a runner is running, handed from taskq's task_started to run_django_task.
 _running: ContextVar[Task | None] = ContextVar("taskq_backends_running", default=None)
 
@@ -115,14 +119,23 @@ class TaskqBackend(BaseTaskBackend):
                 max_attempts=self.options.get("max_attempts"),
                 timeout=self.options.get("timeout"),
             )
-            row = options.enqueue(
-                run_django_task, task.module_path, self.alias, task.takes_context, clean_args, clean_kwargs
-            )
+            token = _enqueuing.set((type(self), task))
+            try:
+                row = options.enqueue(
+                    run_django_task,
+                    task.module_path,
+                    self.alias,
+                    task.takes_context,
+                    clean_args,
+                    clean_kwargs,
+                )
+            finally:
+                _enqueuing.reset(token)
         except TaskqInvalidTask as exc:
             raise InvalidTask(*exc.args) from exc
-        result = to_result(row, task)
-        task_enqueued.send(type(self), task_result=result)
-        return result
+        # Read after the fact: under TASKQ_IMMEDIATE the task has already run, as with
+        # Django's ImmediateBackend.
+        return to_result(row, task)
 
     def get_result(self, result_id: str) -> TaskResult[Any]:
         """Return the current state of the task with id ``result_id``, from any process."""
@@ -326,6 +339,17 @@ def _exception_path(described: str) -> str:
     if name in _TASKQ_ERRORS:
         return f"taskq.exceptions.{name}"
     return f"builtins.{name}"
+
+
+@receiver(taskq_signals.task_enqueued, dispatch_uid="taskq.backends.enqueued")
+def _send_enqueued(sender: Any, task: Task, **kwargs: Any) -> None:
+    # Sent here, before the row's on-commit wake, so it comes first even when
+    # TASKQ_IMMEDIATE runs the task at once.
+    enqueuing = _enqueuing.get()
+    if enqueuing is None or task.path != RUN_PATH:
+        return
+    backend_class, django_task = enqueuing
+    task_enqueued.send(backend_class, task_result=to_result(task, django_task))
 
 
 @receiver(taskq_signals.task_started, dispatch_uid="taskq.backends.started")

@@ -550,3 +550,31 @@ def test_plain_taskq_tasks_run_beside_django_ones_and_send_no_django_signal(pool
         dtasks.task_finished.disconnect(listen)
     assert seen == [django.id]
     assert django.return_value == 7
+
+
+def test_under_taskq_immediate_enqueue_returns_the_finished_result(
+    transactional_db: None, settings: Any
+) -> None:
+    settings.TASKQ_IMMEDIATE = True
+    seen: list[tuple[str, str]] = []
+
+    def listener(name: str) -> Callable[..., None]:
+        def listen(sender: Any, task_result: Any, **kwargs: Any) -> None:
+            seen.append((name, str(task_result.status)))
+
+        return listen
+
+    listeners = {name: listener(name) for name in ("enqueued", "started", "finished")}
+    dtasks.task_enqueued.connect(listeners["enqueued"])
+    dtasks.task_started.connect(listeners["started"])
+    dtasks.task_finished.connect(listeners["finished"])
+    try:
+        result = dtasks.add.enqueue(1, 2)
+    finally:
+        dtasks.task_enqueued.disconnect(listeners["enqueued"])
+        dtasks.task_started.disconnect(listeners["started"])
+        dtasks.task_finished.disconnect(listeners["finished"])
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == 3
+    assert result.attempts == 1
+    assert seen == [("enqueued", "READY"), ("started", "RUNNING"), ("finished", "SUCCESSFUL")]
