@@ -50,6 +50,9 @@ else:
         from django.tasks.exceptions import TaskResultDoesNotExist
         from django.tasks.signals import task_enqueued, task_finished, task_started
     except ImportError:
+        # Registers the backport's system check, which runs each backend's check(), even
+        # when "django_tasks" is not in INSTALLED_APPS; django.tasks registers its own.
+        import django_tasks.checks  # noqa: F401
         from django_tasks import TaskContext, TaskResult, TaskResultStatus
         from django_tasks.backends.base import BaseTaskBackend
         from django_tasks.base import Task as DjangoTask

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test import override_settings
 from django.utils import timezone
 
@@ -578,3 +580,10 @@ def test_under_taskq_immediate_enqueue_returns_the_finished_result(
     assert result.return_value == 3
     assert result.attempts == 1
     assert seen == [("enqueued", "READY"), ("started", "RUNNING"), ("finished", "SUCCESSFUL")]
+
+
+@pytest.mark.django_db
+def test_manage_py_check_reports_the_backends_messages(settings: Any) -> None:
+    settings.TASKS = {"default": {"BACKEND": "taskq.backends.TaskqBackend", "OPTIONS": {"retries": 1}}}
+    with pytest.raises(SystemCheckError, match=r"taskq\.E102"):
+        call_command("check")
