@@ -23,6 +23,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from taskq import signals as taskq_signals
+from taskq.conf import settings
 from taskq.context import current_task
 from taskq.decorators import TaskDefaults
 from taskq.enqueue import Options
@@ -146,7 +147,9 @@ class TaskqBackend(BaseTaskBackend):
 
         # Only digits can be a row's id; anything else (or a number too large for the
         # column) is simply not a result, rather than a database error.
-        if not isinstance(result_id, str) or not result_id.isdigit() or len(result_id) > 18:
+        if not isinstance(result_id, str) or not (result_id.isascii() and result_id.isdigit()):
+            raise TaskResultDoesNotExist(result_id)
+        if len(result_id) > 18:
             raise TaskResultDoesNotExist(result_id)
         row = Task.objects.filter(pk=int(result_id), path=RUN_PATH).first()
         if row is None or _stored(row)[1] != self.alias:
@@ -163,6 +166,17 @@ class TaskqBackend(BaseTaskBackend):
                     f"{where} uses taskq.backends.TaskqBackend, but 'taskq' is not in INSTALLED_APPS.",
                     hint="Add 'taskq' to INSTALLED_APPS, so its tables exist and its pools start.",
                     id="taskq.E101",
+                )
+            )
+        served = settings.queues
+        unserved = sorted(self.queues - set(served)) if served is not None else []
+        if unserved:
+            messages.append(
+                checks.Warning(
+                    f"{where}['QUEUES'] lists {unserved}, which TASKQ_QUEUES leaves out, so the pools "
+                    "of processes with these settings never run tasks put on them.",
+                    hint="Add them to TASKQ_QUEUES, or run manage.py taskq_worker --queues for them.",
+                    id="taskq.W101",
                 )
             )
         if not isinstance(self.options, dict):

@@ -21,6 +21,7 @@ from taskq import signals as taskq_signals
 from taskq import signing
 from taskq.backends import RUN_PATH, InvalidTask, TaskqBackend, _remember_running, run_django_task, to_result
 from taskq.exceptions import InvalidTask as TaskqInvalidTask
+from taskq.exceptions import TaskTimeout
 from taskq.models import Status, Task
 from taskq.pool import Pool
 from taskq.signals import task_finished as taskq_task_finished
@@ -147,7 +148,7 @@ def test_aenqueue_stores_the_row_and_runs_it(pool: Pool) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("result_id", ["999999", "abc", "", "-1", "1.5", "9" * 40])
+@pytest.mark.parametrize("result_id", ["999999", "abc", "", "-1", "1.5", "9" * 40, "\u0661", "\u00b2"])
 def test_an_unknown_id_raises_task_result_does_not_exist(result_id: str) -> None:
     with pytest.raises(TaskResultDoesNotExist):
         backend().get_result(result_id)
@@ -376,6 +377,15 @@ def test_check_reports_bad_options(settings: Any, options: Any, expected_id: str
     assert words in messages[0].msg
 
 
+def test_check_warns_of_queues_no_pool_of_this_process_serves(settings: Any) -> None:
+    settings.TASKQ_QUEUES = ["default"]
+    messages = backend().check()
+    assert [m.id for m in messages] == ["taskq.W101"]
+    assert "lists ['emails'], which TASKQ_QUEUES leaves out" in messages[0].msg
+    settings.TASKQ_QUEUES = ["default", "emails", "other"]
+    assert backend().check() == []
+
+
 def test_check_reports_taskq_missing_from_installed_apps() -> None:
     with override_settings(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"]):
         messages = backend().check()
@@ -587,3 +597,15 @@ def test_manage_py_check_reports_the_backends_messages(settings: Any) -> None:
     settings.TASKS = {"default": {"BACKEND": "taskq.backends.TaskqBackend", "OPTIONS": {"retries": 1}}}
     with pytest.raises(SystemCheckError, match=r"taskq\.E102"):
         call_command("check")
+
+
+def test_a_timeout_from_options_fails_a_task_that_runs_too_long(pool: Pool, settings: Any) -> None:
+    settings.TASKS = {"default": {**TASKS["default"], "OPTIONS": {"max_attempts": 1, "timeout": 0.3}}}
+    result = dtasks.wait_for.enqueue("held", 15)
+    try:
+        finished(result)
+    finally:
+        plain_tasks.event("held").set()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[-1].exception_class is TaskTimeout
+    assert result.errors[-1].traceback == "TaskTimeout: ran longer than its timeout of 0.3s"
