@@ -609,3 +609,24 @@ def test_a_timeout_from_options_fails_a_task_that_runs_too_long(pool: Pool, sett
     assert result.status == TaskResultStatus.FAILED
     assert result.errors[-1].exception_class is TaskTimeout
     assert result.errors[-1].traceback == "TaskTimeout: ran longer than its timeout of 0.3s"
+
+
+def test_a_task_whose_pool_died_is_recovered_and_runs_again(transactional_db: None) -> None:
+    result = dtasks.add.enqueue(2, 2)
+    # A pool claims it and dies: nobody renews the lease, so it lapses.
+    [claimed] = Task.objects.claim("dead-pool", limit=1, lease=0.05)
+    assert str(claimed.pk) == result.id
+    result.refresh()
+    assert (str(result.status), result.worker_ids) == ("RUNNING", ["dead-pool"])
+    wait_until(lambda: Task.objects.recover_expired() == 1, timeout=10)
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+    assert [e.exception_class_path for e in result.errors] == ["taskq.exceptions.WorkerLost"]
+    run_due()
+    result.refresh()
+    assert str(result.status) == "SUCCESSFUL"
+    assert result.return_value == 4
+    # Until Task.history is written, an earlier attempt's pool is not known, only the last.
+    history = Task.objects.get(pk=int(result.id)).history
+    assert result.worker_ids == (["dead-pool", "run_due"] if history else ["run_due", "run_due"])
+    assert [e.exception_class_path for e in result.errors] == ["taskq.exceptions.WorkerLost"]
