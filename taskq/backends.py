@@ -247,9 +247,12 @@ def to_result(row: Task, task: DjangoTask[Any, Any] | None = None) -> TaskResult
         with contextlib.suppress(DjangoInvalidTask):
             task = task.using(priority=row.priority, queue_name=row.queue, backend=alias)
     history = [entry for entry in row.history or [] if isinstance(entry, dict)]
-    worker_ids = [str(entry.get("worker", "")) for entry in history]
-    # Attempts the history does not hold yet (the one running now) ran on the row's worker.
-    worker_ids += [row.worker] * max(row.attempts - len(worker_ids), 0)
+    recorded = _recorded_workers(history)
+    last = _last_recorded(history)
+    # One id per attempt, so Django's attempts is the row's. An attempt after the history's
+    # last (the one running now) ran on the row's pool; one the bounded history dropped
+    # from its middle is no longer known.
+    worker_ids = [recorded.get(n, row.worker if n > last else "") for n in range(1, row.attempts + 1)]
     result: TaskResult[Any] = TaskResult(
         task=task,
         id=str(row.pk),
@@ -310,6 +313,20 @@ def _check_binds(
         ) from None
 
 
+def _recorded_workers(history: list[dict[str, Any]]) -> dict[int, str]:
+    return {
+        entry["attempt"]: str(entry.get("worker", ""))
+        for entry in history
+        if isinstance(entry.get("attempt"), int)
+    }
+
+
+def _last_recorded(history: list[dict[str, Any]]) -> int:
+    """The number of the latest attempt the history holds, or 0."""
+    numbers = [entry["attempt"] for entry in history if isinstance(entry.get("attempt"), int)]
+    return max(numbers, default=len(history))
+
+
 def _first_start(history: list[dict[str, Any]]) -> Any:
     from django.utils.dateparse import parse_datetime
 
@@ -327,7 +344,7 @@ def _errors(row: Task, history: list[dict[str, Any]]) -> list[TaskError]:
         if entry.get("outcome") in _ERROR_OUTCOMES
     ]
     finished_attempts = row.attempts - (1 if row.status == "running" else 0)
-    if row.error and len(history) < finished_attempts:
+    if row.error and _last_recorded(history) < finished_attempts:
         # The last attempt's error is on the row before its history entry is written.
         errors.append(
             TaskError(exception_class_path=_row_exception_path(row), traceback=row.traceback or row.error)
