@@ -51,9 +51,15 @@ else:
         from django.tasks.exceptions import TaskResultDoesNotExist
         from django.tasks.signals import task_enqueued, task_finished, task_started
     except ImportError:
-        # Registers the backport's system check, which runs each backend's check(), even
-        # when "django_tasks" is not in INSTALLED_APPS; django.tasks registers its own.
-        import django_tasks.checks  # noqa: F401
+        try:
+            # Registers the backport's system check, which runs each backend's check(), even
+            # when "django_tasks" is not in INSTALLED_APPS; django.tasks registers its own.
+            import django_tasks.checks  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                "taskq.backends needs Django's Tasks API: upgrade to Django 6, or on Django 5.2 "
+                'install the backport with pip install "django-taskq[tasks]".'
+            ) from exc
         from django_tasks import TaskContext, TaskResult, TaskResultStatus
         from django_tasks.backends.base import BaseTaskBackend
         from django_tasks.base import Task as DjangoTask

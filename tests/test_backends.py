@@ -643,3 +643,16 @@ def test_a_task_whose_pool_died_is_recovered_and_runs_again(transactional_db: No
     history = Task.objects.get(pk=int(result.id)).history
     assert result.worker_ids == (["dead-pool", "run_due"] if history else ["run_due", "run_due"])
     assert [e.exception_class_path for e in result.errors] == ["taskq.exceptions.WorkerLost"]
+
+
+def test_without_either_tasks_api_the_import_says_what_to_install() -> None:
+    script = (
+        "import sys; sys.modules['django.tasks'] = sys.modules['django_tasks'] = None; "
+        "import django; from django.conf import settings; settings.configure(); django.setup(); "
+        "import taskq, taskq.enqueue; import taskq.backends"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 1
+    assert 'install the backport with pip install "django-taskq[tasks]"' in proc.stderr
