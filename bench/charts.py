@@ -31,6 +31,7 @@ def _colour(system: str) -> str | None:
 
 COLOURS = {
     "taskq": "#1b7837",
+    "dtasks-taskq": "#5aae61",
     "executor": "#2166ac",
     "thread": "#b2182b",
     "thread-close": "#ef8a62",

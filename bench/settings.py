@@ -58,6 +58,9 @@ try:
 except ImportError:
     pass
 
+# Django's Tasks API on taskq's own pool, under an alias of its own (the system "dtasks-taskq").
+TASKS = {**globals().get("TASKS", {}), "taskq": {"BACKEND": "taskq.backends.TaskqBackend"}}
+
 # huey through its Django integration, on the local Redis (its canonical broker), in a db of
 # its own (15) that each huey run flushes. Only its consumer (run_huey, which bench/systems.py
 # starts with BENCH_HUEY=1) loads the app; the web process imports huey only when the huey

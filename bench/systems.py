@@ -74,6 +74,17 @@ class Taskq(System):
         process.stop()
 
 
+class TaskqDjangoApi(Taskq):
+    """taskq behind Django's Tasks API: @task(...).enqueue() through TaskqBackend, the same pool."""
+
+    name = "dtasks-taskq"
+
+    def submit(self, n: int, t_enq: float, wait: float) -> None:
+        from bench import dt_taskq_tasks
+
+        dt_taskq_tasks.write.enqueue(n, t_enq, wait)
+
+
 class ThreadPerTask(System):
     """A new thread per task (the seed blog post). At most 8 alive, to spare the shared server."""
 
@@ -232,6 +243,7 @@ def make(name: str, options: dict[str, Any]) -> System:
     simple: dict[str, type[System]] = {
         "baseline": Baseline,
         "taskq": Taskq,
+        "dtasks-taskq": TaskqDjangoApi,
         "thread": ThreadPerTask,
         "thread-close": ThreadPerTaskClosing,
         "executor": Executor,
