@@ -1,4 +1,4 @@
-"""Draw the PNG charts of one result file: ``bench/run charts FILE.json [--out docs/img]``."""
+"""Draw the PNG charts of a result file or its summary: ``bench/run charts FILE.json [--out docs/img]``."""
 
 from __future__ import annotations
 
@@ -98,6 +98,18 @@ def throughput(data: dict[str, Any], out: Path) -> None:
     _save(fig, out / "bench-throughput.png")
 
 
+def _pickup_cdf(runs: list[dict[str, Any]], levels: list[float]) -> tuple[list[float], list[float]]:
+    """Pickup latencies against the fraction of tasks started by then (from raw runs or a summary)."""
+    values = sorted(v for r in runs for v in r.get("w3", {}).get("pickup_all_ms", []))
+    if values:
+        return values, [(i + 1) / len(values) for i in range(len(values))]
+    for run in runs:
+        quantiles = run.get("w3", {}).get("pickup_quantiles_ms")
+        if quantiles:
+            return quantiles, [level / 100 for level in levels]
+    return [], []
+
+
 def latency(data: dict[str, Any], out: Path) -> None:
     groups = _runs(data)
     configs, systems = _order(data)
@@ -108,12 +120,9 @@ def latency(data: dict[str, Any], out: Path) -> None:
         ax.set_visible(False)
     for ax, config in zip(axes.flat, configs, strict=False):
         for system in systems:
-            values = sorted(
-                v for r in groups.get((config, system), []) for v in r.get("w3", {}).get("pickup_all_ms", [])
-            )
-            if values:
-                ys = [(i + 1) / len(values) for i in range(len(values))]
-                ax.plot([max(v, 0.01) for v in values], ys, label=system, color=_colour(system))
+            xs, ys = _pickup_cdf(groups.get((config, system), []), data.get("pickup_quantiles", []))
+            if xs:
+                ax.plot([max(v, 0.01) for v in xs], ys, label=system, color=_colour(system))
         ax.set_xscale("log")
         ax.set_title(config)
         ax.set_xlabel("pickup latency, ms (log)")
@@ -135,9 +144,10 @@ def connections(data: dict[str, Any], out: Path) -> None:
     for ax, config in zip(axes[:, 0], configs, strict=True):
         for system in systems:
             runs = groups.get((config, system))
-            if not runs or "session_series" not in runs[0]:
+            # A raw run keeps the whole series; a summary keeps the first repeat's steps.
+            series = runs and (runs[0].get("session_series") or runs[0].get("session_steps"))
+            if not series:
                 continue
-            series = runs[0]["session_series"]
             ax.plot(
                 [t for t, _ in series],
                 [n for _, n in series],
@@ -176,19 +186,21 @@ def scale(data: dict[str, Any], out: Path) -> None:
     _save(fig, out / "bench-scale.png")
 
 
+def draw(data: dict[str, Any], out: Path) -> None:
+    """Draw every chart the data has figures for into the directory ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    drawers = [throughput, latency, connections, scale] if data["runs"] else [scale]
+    for drawer in drawers:
+        drawer(data, out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench/run charts")
     parser.add_argument("results")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "img"))
     args = parser.parse_args()
-    data = json.loads(Path(args.results).read_text())
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    draws = [scale]
-    if data["runs"]:
-        draws = [throughput, latency, connections, scale]
-    for draw in draws:
-        draw(data, out)
+    draw(json.loads(Path(args.results).read_text()), out)
     print(f"charts in {out}")
 
 

@@ -1,4 +1,4 @@
-"""Turn a result file into medians, ratios and Markdown tables (printed, and pasted into the docs)."""
+"""Turn a result file or its summary into medians, ratios and Markdown tables, printed for the docs."""
 
 from __future__ import annotations
 
@@ -228,6 +228,10 @@ def render(data: dict[str, Any]) -> str:
     from bench import targets
 
     parts += ["## Targets", targets.render(data)]
+    if data.get("dropcheck"):
+        from bench.dropcheck import render as dropcheck_table
+
+        parts += ["## Drop check", dropcheck_table(data["dropcheck"])]
     return "\n\n".join(parts)
 
 

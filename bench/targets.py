@@ -1,4 +1,4 @@
-"""Issue 7's targets, checked against a run's medians: what was aimed for, what was measured."""
+"""The targets taskq set itself, checked against a run's medians: what was aimed for, what was measured."""
 
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/demo and scripts/test: makes .venv (Python 3.11+) with the pinned
 # requirements, installing the MariaDB client headers first if mysqlclient needs them.
 set -euo pipefail
@@ -33,7 +34,8 @@ ensure_system_packages() {
 VENV="${TASKQ_VENV:-.venv}"
 
 ensure_venv() {
-  local requirements="$1" stamp="$VENV/.installed-$(basename "$1")"
+  local requirements="$1" stamp
+  stamp="$VENV/.installed-$(basename "$1")"
   local python="${TASKQ_PYTHON:-}"
   [ -n "$python" ] || python=$(find_python)
   if [ ! -x "$VENV/bin/python" ]; then

@@ -233,9 +233,14 @@ def test_the_blog_posts_bare_threads_leave_sessions_behind(child: Child) -> None
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="the child runs on SQLite; once is enough")
-def test_the_plugin_fails_tests_that_leak_taskq_threads_or_sessions(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize(
+    "switch", [["--taskq-leak-guard"], ["-o", "taskq_leak_guard=true"]], ids=["flag", "ini"]
+)
+def test_the_leak_guard_fails_tests_that_leak_taskq_threads_or_sessions(
+    pytester: pytest.Pytester, switch: list[str]
+) -> None:
     project = Child(pytester, child_database(pytester.path, engine="django.db.backends.sqlite3"))
-    result = project.run("test_leaky.py")
+    result = project.run("test_leaky.py", *switch)
     result.assert_outcomes(passed=3, errors=2)
     result.stdout.fnmatch_lines(
         [
@@ -247,8 +252,18 @@ def test_the_plugin_fails_tests_that_leak_taskq_threads_or_sessions(pytester: py
     )
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the child runs on SQLite; once is enough")
+def test_the_leak_guard_is_off_unless_asked_for(pytester: pytest.Pytester) -> None:
+    project = Child(pytester, child_database(pytester.path, engine="django.db.backends.sqlite3"))
+    result = project.run("test_leaky.py", "-k", "not leaves_a_pool_running")
+    result.assert_outcomes(passed=2)
+    assert "taskq threads outlived the test" not in result.stdout.str()
+
+
 def test_the_plugin_is_harmless_without_django(pytester: pytest.Pytester, monkeypatch: Any) -> None:
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
-    result = pytester.runpytest_subprocess("-p", "no:django", "-p", "no:cacheprovider", timeout=CHILD_TIMEOUT)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:django", "-p", "no:cacheprovider", "--taskq-leak-guard", timeout=CHILD_TIMEOUT
+    )
     result.assert_outcomes(passed=1)
