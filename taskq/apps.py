@@ -13,4 +13,15 @@ class TaskqConfig(AppConfig):
     def ready(self) -> None:
         from taskq import checks, process, schedule_entries  # noqa: F401 - checks register on import
 
+        _register_tasks_backend()
         process.arm()
+
+
+def _register_tasks_backend() -> None:
+    # Django registers a task backend's check() only once something imports its tasks
+    # module, which a project that never enqueues at startup may not do before `check`.
+    from django.conf import settings
+
+    backends = getattr(settings, "TASKS", None) or {}
+    if any(str(b.get("BACKEND", "")) == "taskq.backends.TaskqBackend" for b in backends.values()):
+        import taskq.backends  # noqa: F401 - importing registers its checks
