@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import re
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +84,6 @@ _STATUSES = {
 }
 _ERROR_OUTCOMES = ("failed", "retried", "timed_out", "lost")
 # Exceptions whose traceback is empty are taskq's own, named in the error's first word.
-_TASKQ_ERRORS = ("TaskTimeout", "WorkerLost", "BadTaskSignature")
-_EXCEPTION_NAME = re.compile(r"^[A-Za-z_][\w.]*$")
 # The backend class and task being enqueued, for the receiver of taskq's task_enqueued.
 _enqueuing: ContextVar[tuple[type[TaskqBackend], DjangoTask[Any, Any]] | None] = ContextVar(
     "taskq_backends_enqueuing", default=None
@@ -270,7 +267,7 @@ def to_result(row: Task, task: DjangoTask[Any, Any] | None = None) -> TaskResult
         args=args,
         kwargs=kwargs,
         backend=alias,
-        errors=_errors(row, history),
+        errors=_errors(history),
         worker_ids=worker_ids,
     )
     if row.status == "succeeded":
@@ -340,45 +337,16 @@ def _first_start(history: list[dict[str, Any]]) -> Any:
     return parse_datetime(started) if isinstance(started, str) else None
 
 
-def _errors(row: Task, history: list[dict[str, Any]]) -> list[TaskError]:
-    errors = [
+def _errors(history: list[dict[str, Any]]) -> list[TaskError]:
+    # Each entry is written in the same UPDATE as the attempt's outcome, so none is missing.
+    return [
         TaskError(
-            exception_class_path=_exception_path(entry.get("exception") or entry.get("error") or ""),
+            exception_class_path=str(entry.get("exception") or "builtins.Exception"),
             traceback=str(entry.get("traceback") or entry.get("error") or ""),
         )
         for entry in history
         if entry.get("outcome") in _ERROR_OUTCOMES
     ]
-    finished_attempts = row.attempts - (1 if row.status == "running" else 0)
-    if row.error and _last_recorded(history) < finished_attempts:
-        # The last attempt's error is on the row before its history entry is written.
-        errors.append(
-            TaskError(exception_class_path=_row_exception_path(row), traceback=row.traceback or row.error)
-        )
-    return errors
-
-
-def _row_exception_path(row: Task) -> str:
-    # The row's error names the class without its module; the traceback's closing line
-    # names it with the module, but a message may run over several lines after it.
-    name = row.error.split(":", 1)[0].strip()
-    closing = re.compile(rf"^((?:\w+\.)*){re.escape(name)}(?::|$)")
-    for line in reversed(row.traceback.splitlines()):
-        if closing.match(line):
-            return _exception_path(line)
-    return _exception_path(row.error)
-
-
-def _exception_path(described: str) -> str:
-    """The dotted class path from "module.Name: message", "Name: message" or "module.Name"."""
-    name = described.split(":", 1)[0].strip()
-    if not _EXCEPTION_NAME.match(name):
-        return "builtins.Exception"
-    if "." in name:
-        return name
-    if name in _TASKQ_ERRORS:
-        return f"taskq.exceptions.{name}"
-    return f"builtins.{name}"
 
 
 @receiver(taskq_signals.task_enqueued, dispatch_uid="taskq.backends.enqueued")
