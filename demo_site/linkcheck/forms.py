@@ -50,7 +50,7 @@ class CheckForm(forms.Form):
                 f"At most {limit:g} s: the site waits {settings.api_timeout:g} s for an answer and the "
                 "fake API takes up to half as long again as asked, so a longer delay could only time out."
             )
-            self.fields["latency"].widget.attrs["placeholder"] = f"{settings.fake_latency:g}"
+            latency.widget.attrs["placeholder"] = f"{settings.fake_latency:g}"
             self.fields["failure_rate"].widget.attrs["placeholder"] = f"{settings.fake_failure_rate:.0%}"
         else:
             # A real API knows nothing of these knobs.
