@@ -1,4 +1,7 @@
-"""Command line: ``bench/run [options]`` (or ``python -m bench`` inside the bench virtualenv)."""
+"""Command line: ``bench/run [options]`` (or ``python -m bench`` inside the bench virtualenv).
+
+``bench/run soak [options]`` runs the soak instead (bench/soak.py).
+"""
 
 from __future__ import annotations
 
@@ -72,6 +75,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["soak"]:
+        from bench import soak
+
+        return soak.main(argv[1:])
     p = parser()
     args = p.parse_args(argv)
     args.variants = dict(v.split("=", 1) for v in args.variant)

@@ -4,14 +4,22 @@ run by a real pool against the fake API over real HTTP."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
+from urllib.error import HTTPError
+from urllib.parse import urlencode
+from urllib.request import urlopen
 
 import pytest
 from django.test import Client
 from pytest_django import Settings
 
-from demo_site.linkcheck import api, jobs
+from demo_site.linkcheck import api, fakeapi, jobs
+from demo_site.linkcheck.fakeapi import MAX_CALLS, MAX_LATENCY
 from demo_site.linkcheck.forms import MAX_LINKS
 from demo_site.linkcheck.tasks import check_link
 from taskq import enqueue
@@ -64,7 +72,7 @@ class TestFakeAPI:
             ({"url": "ftp://example.com/"}, "not an http(s) URL: 'ftp://example.com/'"),
             ({}, "not an http(s) URL: ''"),
             ({"url": "https://example.com/", "latency": "soon"}, "latency must be a number, not 'soon'"),
-            ({"url": "https://example.com/", "latency": "31"}, "latency must be between 0 and 30, not 31"),
+            ({"url": "https://example.com/", "latency": "6.5"}, "latency must be between 0 and 6, not 6.5"),
             (
                 {"url": "https://example.com/", "failure_rate": "-1"},
                 "failure_rate must be between 0 and 1, not -1",
@@ -80,6 +88,56 @@ class TestFakeAPI:
     def test_is_gone_when_switched_off(self, client: Client, demo_app: Settings) -> None:
         demo_app.FAKE_API = False
         assert client.get("/fake-api/check", {"url": "https://example.com/"}).status_code == 404
+
+    def test_answers_busy_at_once_while_its_calls_are_all_waiting(self, client: Client) -> None:
+        with held_slots():
+            started = time.monotonic()
+            status, body = self.get(client, url="https://example.com/", latency=5)
+            assert time.monotonic() - started < 1  # nothing slept on this request's thread
+        assert (status, body) == (
+            503,
+            {"error": f"busy: at most {MAX_CALLS} calls at a time, try again later"},
+        )
+        assert self.get(client, url="https://example.com/")[0] == 200  # the slots are free again
+
+    def test_a_call_gives_its_slot_back_when_it_answers(self, client: Client) -> None:
+        assert self.get(client, url="https://example.com/", latency=0.05)[0] == 200
+        assert self.get(client, url="https://nowhere.invalid/", latency=0.05)[0] == 422
+        with held_slots():  # all MAX_CALLS of them could be taken, so none leaked
+            pass
+
+
+@contextmanager
+def held_slots() -> Iterator[None]:
+    """Take every one of the fake API's call slots, as that many slow calls in progress would."""
+    taken = 0
+    try:
+        for _ in range(MAX_CALLS):
+            assert fakeapi.slots.acquire(blocking=False), "a fake API slot was never given back"
+            taken += 1
+        yield
+    finally:
+        for _ in range(taken):
+            fakeapi.slots.release()
+
+
+def test_visitors_slow_calls_leave_the_pages_answering(demo_live: str) -> None:
+    # The incident: 40 requests for the longest latency, then the home page timed out.
+    def call(_: int) -> tuple[int, float]:
+        query = urlencode({"url": "https://example.com/", "latency": MAX_LATENCY})
+        started = time.monotonic()
+        try:
+            with urlopen(f"{demo_live}/fake-api/check?{query}", timeout=30) as response:
+                return response.status, time.monotonic() - started
+        except HTTPError as exc:
+            return exc.code, time.monotonic() - started
+
+    with held_slots(), ThreadPoolExecutor(max_workers=8) as executor:
+        answers = list(executor.map(call, range(40)))
+        with urlopen(f"{demo_live}/", timeout=5) as home:
+            assert home.status == 200
+    assert {status for status, _ in answers} == {503}
+    assert max(seconds for _, seconds in answers) < 5
 
 
 # The API client, against small real servers ---------------------------------------
@@ -194,15 +252,73 @@ class TestPages:
     def test_several_links_queue_one_job_each_and_show_the_list(self, client: Client) -> None:
         links = "https://a.example/\nhttps://b.example/\nhttps://a.example/"
         response = client.post("/", {"urls": links}, follow=True)
-        assert response.redirect_chain == [("/", 302)]
-        assert [t.args for t in Task.objects.order_by("pk")] == [
-            ["https://a.example/"],
-            ["https://b.example/"],
-        ]
-        assert all(t.kwargs == {} for t in Task.objects.all())  # empty knobs: the site's defaults
+        created = list(Task.objects.order_by("pk"))
+        assert response.redirect_chain == [(f"/?new={created[0].pk},{created[1].pk}", 302)]
+        assert [t.args for t in created] == [["https://a.example/"], ["https://b.example/"]]
+        assert all(t.kwargs == {} for t in created)  # empty knobs: the site's defaults
         page = response.content.decode()
         assert "Checking 2 links." in page
         assert page.count('data-field="status_label" data-status="queued"') == 2
+
+    def test_the_jobs_just_submitted_lead_the_list_in_the_order_typed(self, client: Client) -> None:
+        location = client.post("/", {"urls": "https://a.example/\nhttps://b.example/"})["Location"]
+        later = [enqueue(check_link, f"https://other{i}.example/") for i in range(3)]  # other visitors
+        page = client.get(location).content.decode()
+        rows = listed_ids(page)
+        mine = list(
+            Task.objects.filter(args__0__in=["https://a.example/", "https://b.example/"]).order_by("pk")
+        )
+        assert rows[:2] == [job.pk for job in mine]
+        assert rows[2:] == [job.pk for job in reversed(later)]
+        assert page.count('class="new"') == 2
+        polled = client.get("/jobs.json" + location[1:]).json()
+        assert [j["id"] for j in polled["jobs"]] == rows
+
+    def test_the_list_pages_twenty_jobs_at_a_time(self, client: Client) -> None:
+        created = [enqueue(check_link, f"https://e.example/{i}") for i in range(45)]
+        newest_first = [job.pk for job in reversed(created)]
+        first = client.get("/").content.decode()
+        assert listed_ids(first) == newest_first[:20]
+        assert "Page 1 of 3 (45 jobs)" in first
+        assert '<a href="?page=2" rel="next">Older</a>' in first
+        assert 'rel="prev"' not in first
+        last = client.get("/", {"page": 3}).content.decode()
+        assert listed_ids(last) == newest_first[40:]
+        assert '<a href="?page=2" rel="prev">Newer</a>' in last
+        assert 'rel="next"' not in last
+        assert 'data-poll="/jobs.json?page=3"' in last
+        assert [j["id"] for j in client.get("/jobs.json", {"page": 3}).json()["jobs"]] == newest_first[40:]
+        # A page past the end, or not a number, shows the nearest real page.
+        assert listed_ids(client.get("/", {"page": 99}).content.decode()) == newest_first[40:]
+        assert listed_ids(client.get("/", {"page": "x"}).content.decode()) == newest_first[:20]
+
+    def test_a_broken_link_is_shown_apart_from_its_tasks_success(self, client: Client) -> None:
+        job = enqueue(check_link, "https://example.com/missing")
+        Task.objects.filter(pk=job.pk).update(
+            status="succeeded", attempts=1, result={"http_status": 404, "response_ms": 90}
+        )
+        row = client.get("/").content.decode()
+        assert 'data-status="succeeded">Succeeded</span>' in row
+        assert 'data-field="link_label" data-link="broken">Broken</span>' in row
+        page = client.get(f"/jobs/{job.pk}/").content.decode()
+        assert 'data-link="broken" id="link-verdict">Broken</span>' in page
+        data = client.get(f"/jobs/{job.pk}.json").json()
+        assert (data["status"], data["link"], data["link_label"]) == ("succeeded", "broken", "Broken")
+
+    def test_the_latency_asked_for_must_be_able_to_answer_in_time(
+        self, client: Client, demo_app: Settings
+    ) -> None:
+        page = client.get("/").content.decode()
+        assert 'max="6"' in page
+        assert "At most 6 s: the site waits 10 s for an answer" in page
+        response = client.post("/", {"urls": "https://example.com/", "latency": "6.5"})
+        assert "Ensure this value is less than or equal to 6.0." in response.content.decode()
+        assert client.post("/", {"urls": "https://example.com/", "latency": "6"}).status_code == 302
+        # A shorter client timeout lowers the bound with it: 3 s / 1.5 = 2 s.
+        demo_app.THIRD_PARTY_API_TIMEOUT = 3.0
+        response = client.post("/", {"urls": "https://example.com/", "latency": "2.5"})
+        assert "Ensure this value is less than or equal to 2.0." in response.content.decode()
+        assert Task.objects.count() == 1
 
     def test_a_job_page_and_its_json(self, client: Client) -> None:
         job = enqueue(check_link, "https://example.com/")
@@ -243,6 +359,39 @@ def test_describe_a_job_that_succeeded_after_a_failed_attempt() -> None:
     assert jobs.summary(job) == "ApiUnavailable: the API answered HTTP 503: busy"
 
 
+def listed_ids(page: str) -> list[int]:
+    """The job ids in the home page's table, top to bottom."""
+    return [int(pk) for pk in re.findall(r'<tr data-job="(\d+)"', page)]
+
+
+@pytest.mark.parametrize(
+    ("status", "result", "error", "link", "label"),
+    [
+        ("queued", None, "", "", "Not yet checked"),
+        ("running", None, "ApiUnavailable: the API answered HTTP 503: busy", "", "Not yet checked"),
+        ("succeeded", {"http_status": 200}, "", "ok", "OK"),
+        ("succeeded", {"http_status": 301}, "", "ok", "OK"),
+        ("succeeded", {"http_status": 404}, "", "broken", "Broken"),
+        ("succeeded", {"http_status": 500}, "", "broken", "Broken"),
+        (
+            "failed",
+            None,
+            "GiveUp: the API answered HTTP 422: cannot resolve host x.invalid",
+            "unreachable",
+            "Unreachable",
+        ),
+        ("failed", None, "ApiUnavailable: no answer within 10s", "unknown", "Unknown"),
+        ("cancelled", None, "", "unknown", "Unknown"),
+    ],
+)
+def test_the_links_verdict_is_not_the_tasks_status(
+    status: str, result: dict[str, int] | None, error: str, link: str, label: str
+) -> None:
+    job = Task(pk=3, path=jobs.PATH, args=["https://x.example/"], status=status, result=result, error=error)
+    described = jobs.describe(job)
+    assert (described["link"], described["link_label"]) == (link, label)
+
+
 # The task, run by a real pool, calling the fake API over HTTP ----------------------
 
 
@@ -274,10 +423,12 @@ class TestJobs:
         assert job.status == "failed"
         assert job.attempts == 1
         assert job.error == "GiveUp: the API answered HTTP 422: cannot resolve host nowhere.invalid"
+        assert jobs.link_status(job) == "unreachable"
 
     def test_the_form_to_the_finished_json(self, client: Client) -> None:
         location = client.post("/", {"urls": "https://example.com/missing", "latency": "0"})["Location"]
         data = wait_until(lambda: (d := client.get(location.rstrip("/") + ".json").json())["finished"] and d)
         assert data["status"] == "succeeded"
         assert data["summary"].startswith("HTTP 404 in ")
+        assert (data["link"], data["link_label"]) == ("broken", "Broken")
         assert json.dumps(data["result"])  # plain JSON for the page's script

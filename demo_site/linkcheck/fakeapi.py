@@ -4,12 +4,17 @@ GET /fake-api/check?url=... waits FAKE_API_LATENCY seconds (half to one and a ha
 times that), fails with 503 at FAKE_API_FAILURE_RATE, refuses hosts under .invalid with
 422, and otherwise answers with a made-up report on the link. ``latency`` and
 ``failure_rate`` in the query override the settings for one call.
+
+The fake API is public and sleeps on the site's own request threads, so it is bounded
+twice: a visitor may ask for at most MAX_LATENCY seconds, and at most MAX_CALLS calls
+wait at once in each process; any more get 503 at once, which the tasks retry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -21,8 +26,16 @@ from django.views.decorators.http import require_GET
 
 from demo_site.linkcheck.conf import settings
 
-# A cap so a visitor cannot park a serving thread for long.
-MAX_LATENCY = 30.0
+# The delay varies from half to one and a half times the latency asked for.
+JITTER_LOW, JITTER_HIGH = 0.5, 1.5
+# With the jitter, 6 s answers within 9 s: under the client's default 10 s timeout, so
+# every latency a visitor may ask for can still succeed.
+MAX_LATENCY = 6.0
+# Fewer than a gunicorn process's request threads (4 in deploy/gunicorn.conf.py), so the
+# pages always keep a thread however many slow calls visitors start.
+MAX_CALLS = 3
+
+slots = threading.BoundedSemaphore(MAX_CALLS)
 
 
 class BadQuery(ValueError):
@@ -70,7 +83,15 @@ def check(request: HttpRequest) -> JsonResponse:
     except ValidationError:
         return JsonResponse({"error": f"not an http(s) URL: {url!r}"}, status=400)
 
-    time.sleep(latency * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not security
+    if not slots.acquire(blocking=False):
+        return JsonResponse(
+            {"error": f"busy: at most {MAX_CALLS} calls at a time, try again later"},
+            status=503,
+        )
+    try:
+        time.sleep(latency * random.uniform(JITTER_LOW, JITTER_HIGH))  # noqa: S311 - jitter, not security
+    finally:
+        slots.release()
     if random.random() < failure_rate:  # noqa: S311 - as above
         return JsonResponse(
             {"error": f"simulated outage (failure rate {failure_rate:.0%})"},

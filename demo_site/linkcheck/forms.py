@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
+from django.core.validators import MaxValueValidator, URLValidator
 
 from demo_site.linkcheck.conf import settings
-from demo_site.linkcheck.fakeapi import MAX_LATENCY
+from demo_site.linkcheck.fakeapi import JITTER_HIGH, MAX_LATENCY
 
 MAX_LINKS = 10
+
+
+def max_latency() -> float:
+    """The longest fake-API latency whose every answer still comes within the client's timeout."""
+    return min(MAX_LATENCY, math.floor(settings.api_timeout / JITTER_HIGH * 10) / 10)
 
 
 class CheckForm(forms.Form):
@@ -25,7 +31,6 @@ class CheckForm(forms.Form):
         label="Fake API latency (seconds)",
         required=False,
         min_value=0,
-        max_value=MAX_LATENCY,
     )
     failure_rate = forms.IntegerField(
         label="Fake API failure rate (%)",
@@ -37,7 +42,15 @@ class CheckForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if settings.fake_api:
-            self.fields["latency"].widget.attrs["placeholder"] = f"{settings.fake_latency:g}"
+            latency = self.fields["latency"]
+            limit = max_latency()
+            latency.validators.append(MaxValueValidator(limit))
+            latency.widget.attrs["max"] = f"{limit:g}"
+            latency.help_text = (
+                f"At most {limit:g} s: the site waits {settings.api_timeout:g} s for an answer and the "
+                "fake API takes up to half as long again as asked, so a longer delay could only time out."
+            )
+            latency.widget.attrs["placeholder"] = f"{settings.fake_latency:g}"
             self.fields["failure_rate"].widget.attrs["placeholder"] = f"{settings.fake_failure_rate:.0%}"
         else:
             # A real API knows nothing of these knobs.

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from demo_site.linkcheck import jobs
@@ -19,7 +20,7 @@ from taskq import enqueue
 
 @require_http_methods(["GET", "POST"])
 def home(request: HttpRequest) -> HttpResponse:
-    """Show the form and the recent jobs; on a valid POST, enqueue one job per link."""
+    """Show the form and a page of jobs; on a valid POST, enqueue one job per link."""
     form = CheckForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         # One transaction: either every job is stored or none is, and the pool is
@@ -29,11 +30,19 @@ def home(request: HttpRequest) -> HttpResponse:
         if len(created) == 1:
             return redirect("linkcheck:job", pk=created[0].pk)
         messages.success(request, f"Checking {len(created)} links.")
-        return redirect("linkcheck:home")
+        # The list shows these first, so a visitor finds them among everyone else's.
+        return redirect(reverse("linkcheck:home") + "?new=" + ",".join(str(job.pk) for job in created))
+    page, rows = jobs.listing(request.GET.get("page"), request.GET.get("new"))
+    fresh = jobs.new_ids(request.GET.get("new"))
     return render(
         request,
         "linkcheck/home.html",
-        {"form": form, "jobs": [jobs.describe(job) for job in jobs.recent()], "fake_api": settings.fake_api},
+        {
+            "form": form,
+            "jobs": [jobs.describe(job) | {"new": job.pk in fresh} for job in rows],
+            "page": page,
+            "fake_api": settings.fake_api,
+        },
     )
 
 
@@ -54,5 +63,6 @@ def job_status(request: HttpRequest, pk: int) -> JsonResponse:
 
 @require_GET
 def recent_status(request: HttpRequest) -> JsonResponse:
-    """The recent jobs as JSON, polled by the home page while any is unfinished."""
-    return JsonResponse({"jobs": [jobs.describe(job) for job in jobs.recent()]})
+    """The home page's jobs as JSON (same ``page`` and ``new``), polled while any is unfinished."""
+    _, rows = jobs.listing(request.GET.get("page"), request.GET.get("new"))
+    return JsonResponse({"jobs": [jobs.describe(job) for job in rows]})

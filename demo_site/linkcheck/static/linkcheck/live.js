@@ -17,6 +17,7 @@
     container.querySelectorAll("[data-field]").forEach(function (el) {
       el.textContent = text(job, el.dataset.field);
       if (el.dataset.status !== undefined) el.dataset.status = job.status;
+      if (el.dataset.link !== undefined) el.dataset.link = job.link;
     });
   }
 
