@@ -10,6 +10,14 @@ from tests.helpers import taskq_threads, wait_until
 from tests.testapp import tasks
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the demo site's tests, so ``pytest -m "not demo"`` runs taskq's own tests alone."""
+    for item in items:
+        where = item.path.relative_to(item.config.rootpath).as_posix()
+        if where.startswith(("tests/test_demo_", "tests/browser/")):
+            item.add_marker(pytest.mark.demo)
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_threads() -> Iterator[None]:
     """Fail any test that leaves a taskq thread running, and reset the tasks' shared state."""
