@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.functional import Promise
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -51,7 +51,7 @@ SUMMARY_FIELDS = (
 )
 CALL_FIELDS = ("args_json", "kwargs_json", "signature")
 TIME_FIELDS = ("enqueued_at", "run_after", "started_at", "finished_at", "lease_expires_at", "wait", "run")
-OUTCOME_FIELDS = ("result_json", "error_text", "traceback_text")
+OUTCOME_FIELDS = ("result_json", "error_text", "traceback_text", "history_table")
 
 
 @admin.register(Task)
@@ -175,13 +175,27 @@ class TaskAdmin(TaskModelAdmin):
     def result_json(self, task: Task) -> SafeString:
         return _pre(json.dumps(task.result, indent=2, sort_keys=True, ensure_ascii=False))
 
-    @admin.display(description=_("Error"))
+    @admin.display(description=_("Last error"))
     def error_text(self, task: Task) -> SafeString | str:
         return _pre(task.error) if task.error else self.get_empty_value_display()
 
-    @admin.display(description=_("Traceback"))
+    @admin.display(description=_("Last traceback"))
     def traceback_text(self, task: Task) -> SafeString | str:
         return _pre(task.traceback) if task.traceback else self.get_empty_value_display()
+
+    @admin.display(description=_("Attempts so far"))
+    def history_table(self, task: Task) -> SafeString | str:
+        # Every finished attempt, including those before a retry; their tracebacks stay in the row.
+        if not task.history:
+            return self.get_empty_value_display()
+        columns = (_("Attempt"), _("Outcome"), _("Pool"), _("Started"), _("Finished"), _("Error"))
+        keys = ("attempt", "outcome", "worker", "started_at", "finished_at", "error")
+        cells = "".join(["<td>{}</td>"] * len(keys))
+        return format_html(
+            '<table class="taskq-history"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            format_html_join("", "<th>{}</th>", ((c,) for c in columns)),
+            format_html_join("", f"<tr>{cells}</tr>", ([e.get(k) or "" for k in keys] for e in task.history)),
+        )
 
     # Actions ----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from taskq import enqueue, options
 from taskq.models import Status, Task
 from taskq.testing import run_due
 from tests.rows import finished, make
-from tests.test_admin import CHANGELIST, login
+from tests.test_admin import CHANGELIST, act, change_url, login
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db
@@ -109,3 +109,18 @@ def test_run_again_over_its_limit_queues_nothing_and_says_so() -> None:
     result = Task.objects.filter(pk__in=[t.pk for t in done]).run_again(by="ops", limit=2)
     assert (result.over_limit, result.queued) == (True, 0)
     assert Task.objects.count() == 3
+
+
+def test_the_task_page_lists_every_attempt_including_those_before_a_retry() -> None:
+    task = options(max_attempts=1).enqueue(tasks.fail, "<first>")
+    run_due()
+    client = login(superuser=True)
+    act(client, "retry", task)
+    run_due()
+
+    html = client.get(change_url(task)).content.decode()
+
+    assert "Attempts so far" in html
+    assert html.count("<td>failed</td>") == 2
+    assert html.count("<td>ValueError: &lt;first&gt;</td>") == 2
+    assert "<first>" not in html
