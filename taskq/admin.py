@@ -201,7 +201,7 @@ class TaskAdmin(TaskModelAdmin):
 
     @admin.action(description=_("Retry failed or cancelled tasks"), permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        done = _selection(request, queryset).retry(by=_who(request))
+        done = self._selection(request, queryset).retry(by=_who(request))
         if done.queued:
             transaction.on_commit(process.notify)
             message = ngettext(
@@ -218,7 +218,7 @@ class TaskAdmin(TaskModelAdmin):
 
     @admin.action(description=_("Cancel queued tasks"), permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        done = _selection(request, queryset).cancel()
+        done = self._selection(request, queryset).cancel()
         if done.cancelled:
             message = ngettext(
                 "Cancelled %(count)d queued task.", "Cancelled %(count)d queued tasks.", done.cancelled
@@ -254,7 +254,7 @@ class TaskAdmin(TaskModelAdmin):
 
     @admin.action(description=_("Run again: queue a copy of finished tasks"), permissions=["retry"])
     def run_again(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        done = _selection(request, queryset).run_again(by=_who(request), limit=RUN_AGAIN_LIMIT)
+        done = self._selection(request, queryset).run_again(by=_who(request), limit=RUN_AGAIN_LIMIT)
         if done.over_limit:
             message = gettext("Run again copies at most %(limit)d tasks at a time; narrow the selection.")
             self.message_user(request, message % {"limit": RUN_AGAIN_LIMIT}, messages.ERROR)
@@ -270,6 +270,16 @@ class TaskAdmin(TaskModelAdmin):
         )
         self.message_user(request, message % {"count": done.queued}, messages.SUCCESS)
         self._report_resigning(request, done)
+
+    def _selection(self, request: HttpRequest, queryset: QuerySet[Task]) -> TaskQuerySet:
+        # Django narrows the ticked rows by the list's filters as they match now, so a task
+        # ticked under "status: queued" that has started since would drop out of the action.
+        # The ticked rows are what the user chose; "select all" is the filter as it is now.
+        if request.POST.get("select_across") != "1":
+            ticked = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+            queryset = self.get_queryset(request).filter(pk__in=ticked)
+        assert isinstance(queryset, TaskQuerySet)  # get_queryset() makes one
+        return queryset
 
     def _report_resigning(self, request: HttpRequest, done: Requeued) -> None:
         if done.resigned:
@@ -318,16 +328,6 @@ class TaskAdmin(TaskModelAdmin):
             "rows": rows,
         }
         return TemplateResponse(request, "admin/taskq/task/schedules.html", context)
-
-
-def _selection(request: HttpRequest, queryset: QuerySet[Task]) -> TaskQuerySet:
-    # Django narrows the ticked rows by the list's filters as they match now, so a task
-    # ticked under "status: queued" that has started since would drop out of the action.
-    # The ticked rows are what the user chose; "select all" is the filter as it is now.
-    if request.POST.get("select_across") == "1":
-        assert isinstance(queryset, TaskQuerySet)  # get_queryset() made it
-        return queryset
-    return Task.objects.filter(pk__in=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
 
 
 @admin.register(Worker)
