@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TaskqConfig(AppConfig):
     name = "taskq"
-    verbose_name = "Tasks"
+    verbose_name = _("Task queue")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

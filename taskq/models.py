@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.db import connections, models, router, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from taskq.exceptions import WorkerLost
+from taskq import signing
+from taskq.exceptions import BadTaskSignature, InvalidTask, WorkerLost
 from taskq.features import features
+from taskq.signals import task_enqueued
 from taskq.statements import DUE_ORDER, ClaimedButUnreadable, claim_returning, update_row
+from taskq.validation import clean_arguments, runnable
 
 
 class Status(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
@@ -207,6 +213,111 @@ class TaskQuerySet(models.QuerySet["Task"]):
         deleted, _ = self.filter(pk__in=pks).delete()
         return deleted
 
+    def cancel(self) -> Cancellation:
+        """Cancel the queued tasks now, ask the running ones to stop, and say what became of each."""
+        now = timezone.now()
+        cancelled = self.filter(status=Status.QUEUED).update(status=Status.CANCELLED, finished_at=now)
+        stopping = self.filter(status=Status.RUNNING, cancel_requested=False).update(cancel_requested=True)
+        # Read after the updates: a task claimed between them was asked to stop, and one that
+        # finished in the meantime is counted as finished, not as cancelled.
+        left = dict(
+            self.filter(status__in=[Status.RUNNING, *FINISHED])
+            .order_by()
+            .values_list("status")
+            .annotate(n=models.Count("pk"))
+            .values_list("status", "n")
+        )
+        finished = sum(left.get(s, 0) for s in FINISHED)
+        return Cancellation(
+            cancelled=cancelled,
+            stopping=stopping,
+            already_stopping=max(left.get(Status.RUNNING, 0) - stopping, 0),
+            finished=max(finished - cancelled, 0),
+            at=now,
+        )
+
+    def retry(self, by: str) -> Requeued:
+        """Queue the failed and cancelled tasks again with a fresh attempt budget, keeping their history."""
+        retryable = self.filter(status__in=[Status.FAILED, Status.CANCELLED])
+        done = Requeued()
+        with transaction.atomic(using=router.db_for_write(Task)):
+            for task in retryable.filter(error__startswith=REFUSED_PREFIX).only(*SIGNED_FIELDS):
+                if task.signature_verifies():
+                    continue
+                try:
+                    task.resign(task.uid or secrets.token_hex(16))
+                except InvalidTask as exc:
+                    done.not_resigned.append((task.pk, str(exc)))
+                    continue
+                self.model._base_manager.filter(pk=task.pk).update(uid=task.uid, signature=task.signature)
+                done.resigned += 1
+            # enqueued_at and history stay: the task keeps its place in the list and the
+            # record of the attempts that failed; error and traceback are the last attempt's.
+            now = timezone.now()
+            done.queued = retryable.update(
+                status=Status.QUEUED,
+                attempts=0,
+                run_after=now,
+                started_at=None,
+                finished_at=None,
+                lease_expires_at=None,
+                worker="",
+                cancel_requested=False,
+                result=None,
+                error="",
+                traceback="",
+                retried_by=by[:RETRIED_BY_LENGTH],
+            )
+        return done
+
+    def run_again(self, by: str, limit: int) -> Requeued:
+        """Queue a signed copy of each finished task; more than ``limit`` of them queues nothing."""
+        originals = list(
+            self.filter(status__in=FINISHED)
+            .order_by("pk")
+            .only(*SIGNED_FIELDS, "error", "queue", "priority", "max_attempts", "timeout")[: limit + 1]
+        )
+        if len(originals) > limit:
+            return Requeued(over_limit=True)
+        done = Requeued()
+        for t in originals:
+            uid = secrets.token_hex(16)
+            if t.signature_verifies():
+                # Each copy needs its own uid, so it is signed anew; the original's signature
+                # vouched for the path and arguments.
+                t.signature = signing.sign(t.path, t.args, t.kwargs, uid)
+            elif t.error.startswith(REFUSED_PREFIX):
+                try:
+                    t.resign(uid)
+                    done.resigned += 1
+                except InvalidTask as exc:
+                    done.not_resigned.append((t.pk, str(exc)))
+            # Anything else keeps its signature, which matches no uid: a row forged in the
+            # database stays refused, however often it is run again.
+            t.uid = uid
+        now = timezone.now()
+        copies = self.model._base_manager.bulk_create(
+            Task(
+                path=t.path,
+                args=t.args,
+                kwargs=t.kwargs,
+                signature=t.signature,
+                uid=t.uid,
+                queue=t.queue,
+                priority=t.priority,
+                max_attempts=t.max_attempts,
+                timeout=t.timeout,
+                run_after=now,
+                enqueued_at=now,
+                retried_by=by[:RETRIED_BY_LENGTH],
+            )
+            for t in originals
+        )
+        for copy in copies:
+            task_enqueued.send(sender=Task, task=copy)
+        done.queued = len(copies)
+        return done
+
 
 class Task(models.Model):
     """One call of a task function, from enqueue to its outcome."""
@@ -325,16 +436,12 @@ class Task(models.Model):
 
     def cancel(self) -> bool:
         """Cancel a queued task now, or ask a running one to stop; False if already finished."""
-        now = timezone.now()
-        if Task.objects.filter(pk=self.pk, status=Status.QUEUED).update(
-            status=Status.CANCELLED, finished_at=now
-        ):
-            self.status, self.finished_at = Status.CANCELLED, now
-            return True
-        if Task.objects.filter(pk=self.pk, status=Status.RUNNING).update(cancel_requested=True):
+        done = Task.objects.filter(pk=self.pk).cancel()
+        if done.cancelled:
+            self.status, self.finished_at = Status.CANCELLED, done.at
+        elif done.stopping or done.already_stopping:
             self.cancel_requested = True
-            return True
-        return False
+        return bool(done.cancelled or done.stopping or done.already_stopping)
 
     @property
     def wait_time(self) -> timedelta | None:
@@ -347,6 +454,17 @@ class Task(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    def signature_verifies(self) -> bool:
+        """Whether the path, arguments and uid match the signature under SECRET_KEY or a fallback."""
+        return signing.verify(self.path, self.args, self.kwargs, self.uid, self.signature)
+
+    def resign(self, uid: str) -> None:
+        """Sign the task anew under SECRET_KEY with ``uid``, or raise InvalidTask if it cannot run."""
+        runnable(self.path)
+        clean_arguments(tuple(self.args), self.kwargs)
+        self.uid = uid
+        self.signature = signing.sign(self.path, self.args, self.kwargs, uid)
 
 
 class Worker(models.Model):
@@ -362,3 +480,33 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# What the bulk transitions did, for the admin (or a command) to report ------------------
+
+# Retry and Run again re-sign a task that the worker refused for its signature, and only
+# such a task: whoever acts on it vouches for a row whose key was rotated away.
+REFUSED_PREFIX = BadTaskSignature.__name__
+SIGNED_FIELDS = ("path", "args", "kwargs", "uid", "signature")
+RETRIED_BY_LENGTH = 255  # Task.retried_by's max_length
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What TaskQuerySet.cancel() did to each task it was given."""
+
+    cancelled: int  # were queued, now cancelled
+    stopping: int  # were running, now asked to stop
+    already_stopping: int  # running, and asked to stop before
+    finished: int  # had finished already, and were left as they were
+    at: datetime
+
+
+@dataclass
+class Requeued:
+    """What TaskQuerySet.retry() or run_again() queued, and how re-signing refused tasks went."""
+
+    queued: int = 0
+    resigned: int = 0
+    not_resigned: list[tuple[int, str]] = field(default_factory=list)  # (task id, why it cannot run)
+    over_limit: bool = False  # run_again() was given more tasks than its limit, and queued none

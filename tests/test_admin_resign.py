@@ -15,7 +15,7 @@ from tests.testapp.models import Item
 
 pytestmark = pytest.mark.django_db
 
-RESIGNED = "Re-signed 1 task(s) with the current SECRET_KEY"
+RESIGNED = "Re-signed 1 task with the current SECRET_KEY"
 
 
 def refused_after_rotation(settings: Any, name: str) -> Task:
