@@ -2,50 +2,34 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from django.db import connections, models, router, transaction
-from django.db.models import F
+from django.db import models, router
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 
-from taskq import signing
-from taskq.exceptions import BadTaskSignature, InvalidTask, WorkerLost
-from taskq.features import features
-from taskq.signals import task_enqueued
-from taskq.statements import DUE_ORDER, ClaimedButUnreadable, claim_returning, update_row
-from taskq.validation import clean_arguments, runnable
+from taskq import claims, transitions
+from taskq.statements import DUE_ORDER, update_row
+from taskq.states import FINISHED, MAX_HISTORY, WORKER_LOST, Status, appended
+from taskq.transitions import Cancellation, Requeued
 
-
-class Status(models.TextChoices):
-    QUEUED = "queued", _("Queued")
-    RUNNING = "running", _("Running")
-    SUCCEEDED = "succeeded", _("Succeeded")
-    FAILED = "failed", _("Failed")
-    CANCELLED = "cancelled", _("Cancelled")
-
-
-FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-WORKER_LOST = (
-    "WorkerLost: the lease lapsed before the outcome was recorded: the process running this "
-    "task died, or lost the database until the lease expired"
-)
-# Task.history keeps the first attempt and the latest ones, so a row stays small.
-MAX_HISTORY = 20
-
-
-def _appended(history: list[dict[str, Any]] | None, entry: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = [*(history or []), entry]
-    if len(entries) > MAX_HISTORY:
-        entries = [entries[0], *entries[-(MAX_HISTORY - 1) :]]
-    return entries
+__all__ = [
+    "FINISHED",
+    "MAX_HISTORY",
+    "WORKER_LOST",
+    "Cancellation",
+    "Requeued",
+    "Status",
+    "Task",
+    "TaskQuerySet",
+    "Worker",
+]
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
+    """Tasks by state, and the transitions that act on many at once."""
+
     def queued(self) -> TaskQuerySet:
         return self.filter(status=Status.QUEUED)
 
@@ -71,134 +55,21 @@ class TaskQuerySet(models.QuerySet["Task"]):
             qs = qs.filter(queue__in=list(queues))
         return qs.order_by(*DUE_ORDER)
 
-    def claim(self, worker: str, limit: int, lease: float, queues: Sequence[str] | None = None) -> list[Task]:
-        """Mark up to ``limit`` due tasks as running by ``worker`` and return them."""
-        if limit <= 0 or (queues is not None and not queues):
-            return []
-        now = timezone.now()
-        expires = now + timedelta(seconds=lease)
-        # A claim writes, so it goes where the router sends writes, never to a replica:
-        # the same switch QuerySet.update() and select_for_update() flip.
-        qs = self.all()
-        qs._for_write = True  # type: ignore[attr-defined]  # private in django-stubs
-        if features(connections[qs.db]).returning_claim:
-            try:
-                tasks = claim_returning(
-                    Task, qs.db, worker, limit, now, expires, queues, Status.QUEUED, Status.RUNNING
-                )
-            except ClaimedButUnreadable as exc:
-                # The claim has committed: give the rows back rather than strand them as
-                # running until their leases lapse, which would count an attempt never made.
-                self.using(qs.db).release(worker, exc.pks)
-                raise exc.__cause__ or exc from None
-            # RETURNING follows no ORDER BY: put the batch back in the order due() chose.
-            tasks.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at, t.pk))
-        else:
-            tasks = qs._claim_locking(worker, limit, now, queues, expires)
-            for t in tasks:
-                t.status = Status.RUNNING
-                t.worker = worker
-                t.attempts += 1
-                t.started_at = now
-                t.lease_expires_at = expires
-        return tasks
+    def claim(self, pool: str, limit: int, lease: float, queues: Sequence[str] | None = None) -> list[Task]:
+        """Mark up to ``limit`` due tasks as running by ``pool`` and return them, in due order."""
+        return claims.claim(self, pool, limit, lease, queues)
 
-    def _claim_locking(
-        self, worker: str, limit: int, now: datetime, queues: Sequence[str] | None, expires: datetime
-    ) -> list[Task]:
-        # MariaDB has no UPDATE ... RETURNING: lock the rows, then update them. First a plain
-        # count of the due rows, up to the limit, along taskq_due_idx: the locking SELECT walks
-        # taskq_claim_idx, where run_after follows priority, so asked for more rows than are
-        # due it would go on to read, and lock, every queued-but-delayed row. The count comes
-        # before the transaction, so a row that becomes due in between waits for the next
-        # claim, and claimers racing for the same counted rows still scan on past them.
-        due = self.due(now, queues).order_by("run_after")[:limit].count()
-        if not due:
-            return []
-        with transaction.atomic(using=self.db):
-            # SKIP LOCKED lets several processes claim side by side, and the status
-            # condition on the UPDATE keeps the claim safe wherever locks are coarser.
-            candidates = self.due(now, queues).select_for_update(skip_locked=True)
-            tasks = list(candidates[:due])
-            if not tasks:
-                return []
-            claimed = self.filter(pk__in=[t.pk for t in tasks], status=Status.QUEUED).update(
-                status=Status.RUNNING,
-                worker=worker,
-                attempts=F("attempts") + 1,
-                started_at=now,
-                lease_expires_at=expires,
-            )
-            if claimed != len(tasks):
-                mine = set(
-                    self.filter(
-                        pk__in=[t.pk for t in tasks],
-                        status=Status.RUNNING,
-                        worker=worker,
-                        started_at=now,
-                    ).values_list("pk", flat=True)
-                )
-                tasks = [t for t in tasks if t.pk in mine]
-        return tasks
-
-    def renew_leases(self, worker: str, pks: Sequence[int], lease: float) -> int:
-        """Extend the leases of ``worker``'s running tasks in one UPDATE."""
-        if not pks:
-            return 0
-        until = timezone.now() + timedelta(seconds=lease)
-        return self.filter(pk__in=list(pks), status=Status.RUNNING, worker=worker).update(
-            lease_expires_at=until
-        )
+    def renew_leases(self, pool: str, pks: Sequence[int], lease: float) -> int:
+        """Extend the leases of ``pool``'s running tasks in one UPDATE."""
+        return claims.renew_leases(self, pool, pks, lease)
 
     def recover_expired(self, batch: int = 100) -> int:
         """Requeue, or fail once out of attempts, running tasks whose lease has lapsed."""
-        now = timezone.now()
-        expired = list(
-            self.filter(status=Status.RUNNING, lease_expires_at__lt=now).only(
-                "pk", "worker", "attempts", "max_attempts", "started_at", "cancel_requested", "history"
-            )[:batch]
-        )
-        recovered = 0
-        for task in expired:
-            entry = {
-                "attempt": task.attempts,
-                "worker": task.worker,
-                "started_at": task.started_at.isoformat() if task.started_at else None,
-                "finished_at": now.isoformat(),
-                "outcome": "lost",
-                "error": WORKER_LOST,
-                "exception": f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
-                "traceback": "",
-            }
-            if task.cancel_requested:
-                fields: dict[str, Any] = {"status": Status.CANCELLED, "finished_at": now}
-            elif task.attempts < task.max_attempts:
-                fields = {"status": Status.QUEUED, "run_after": now}
-            else:
-                fields = {"status": Status.FAILED, "finished_at": now}
-            # Conditional on the attempt we read, so pools that recover at the same moment
-            # cannot both act on one task, nor on a later attempt that took its place.
-            recovered += self.filter(
-                pk=task.pk,
-                status=Status.RUNNING,
-                worker=task.worker,
-                attempts=task.attempts,
-                lease_expires_at__lt=now,
-            ).update(
-                lease_expires_at=None, error=WORKER_LOST, history=_appended(task.history, entry), **fields
-            )
-        return recovered
+        return claims.recover_expired(self, batch)
 
-    def release(self, worker: str, pks: Sequence[int]) -> int:
+    def release(self, pool: str, pks: Sequence[int]) -> int:
         """Give back claimed tasks that never started, without counting the attempt."""
-        if not pks:
-            return 0
-        return self.filter(pk__in=list(pks), status=Status.RUNNING, worker=worker).update(
-            status=Status.QUEUED,
-            attempts=F("attempts") - 1,
-            started_at=None,
-            lease_expires_at=None,
-        )
+        return claims.release(self, pool, pks)
 
     def prune(self, older_than: datetime, batch_size: int = 500) -> int:
         """Delete up to ``batch_size`` tasks that finished before ``older_than``."""
@@ -215,108 +86,15 @@ class TaskQuerySet(models.QuerySet["Task"]):
 
     def cancel(self) -> Cancellation:
         """Cancel the queued tasks now, ask the running ones to stop, and say what became of each."""
-        now = timezone.now()
-        cancelled = self.filter(status=Status.QUEUED).update(status=Status.CANCELLED, finished_at=now)
-        stopping = self.filter(status=Status.RUNNING, cancel_requested=False).update(cancel_requested=True)
-        # Read after the updates: a task claimed between them was asked to stop, and one that
-        # finished in the meantime is counted as finished, not as cancelled.
-        left = dict(
-            self.filter(status__in=[Status.RUNNING, *FINISHED])
-            .order_by()
-            .values_list("status")
-            .annotate(n=models.Count("pk"))
-            .values_list("status", "n")
-        )
-        finished = sum(left.get(s, 0) for s in FINISHED)
-        return Cancellation(
-            cancelled=cancelled,
-            stopping=stopping,
-            already_stopping=max(left.get(Status.RUNNING, 0) - stopping, 0),
-            finished=max(finished - cancelled, 0),
-            at=now,
-        )
+        return transitions.cancel(self)
 
     def retry(self, by: str) -> Requeued:
         """Queue the failed and cancelled tasks again with a fresh attempt budget, keeping their history."""
-        retryable = self.filter(status__in=[Status.FAILED, Status.CANCELLED])
-        done = Requeued()
-        with transaction.atomic(using=router.db_for_write(Task)):
-            for task in retryable.filter(error__startswith=REFUSED_PREFIX).only(*SIGNED_FIELDS):
-                if task.signature_verifies():
-                    continue
-                try:
-                    task.resign(task.uid or secrets.token_hex(16))
-                except InvalidTask as exc:
-                    done.not_resigned.append((task.pk, str(exc)))
-                    continue
-                self.model._base_manager.filter(pk=task.pk).update(uid=task.uid, signature=task.signature)
-                done.resigned += 1
-            # enqueued_at and history stay: the task keeps its place in the list and the
-            # record of the attempts that failed; error and traceback are the last attempt's.
-            now = timezone.now()
-            done.queued = retryable.update(
-                status=Status.QUEUED,
-                attempts=0,
-                run_after=now,
-                started_at=None,
-                finished_at=None,
-                lease_expires_at=None,
-                worker="",
-                cancel_requested=False,
-                result=None,
-                error="",
-                traceback="",
-                retried_by=by[:RETRIED_BY_LENGTH],
-            )
-        return done
+        return transitions.retry(self, by)
 
     def run_again(self, by: str, limit: int) -> Requeued:
         """Queue a signed copy of each finished task; more than ``limit`` of them queues nothing."""
-        originals = list(
-            self.filter(status__in=FINISHED)
-            .order_by("pk")
-            .only(*SIGNED_FIELDS, "error", "queue", "priority", "max_attempts", "timeout")[: limit + 1]
-        )
-        if len(originals) > limit:
-            return Requeued(over_limit=True)
-        done = Requeued()
-        for t in originals:
-            uid = secrets.token_hex(16)
-            if t.signature_verifies():
-                # Each copy needs its own uid, so it is signed anew; the original's signature
-                # vouched for the path and arguments.
-                t.signature = signing.sign(t.path, t.args, t.kwargs, uid)
-            elif t.error.startswith(REFUSED_PREFIX):
-                try:
-                    t.resign(uid)
-                    done.resigned += 1
-                except InvalidTask as exc:
-                    done.not_resigned.append((t.pk, str(exc)))
-            # Anything else keeps its signature, which matches no uid: a row forged in the
-            # database stays refused, however often it is run again.
-            t.uid = uid
-        now = timezone.now()
-        copies = self.model._base_manager.bulk_create(
-            Task(
-                path=t.path,
-                args=t.args,
-                kwargs=t.kwargs,
-                signature=t.signature,
-                uid=t.uid,
-                queue=t.queue,
-                priority=t.priority,
-                max_attempts=t.max_attempts,
-                timeout=t.timeout,
-                run_after=now,
-                enqueued_at=now,
-                retried_by=by[:RETRIED_BY_LENGTH],
-            )
-            for t in originals
-        )
-        for copy in copies:
-            task_enqueued.send(sender=Task, task=copy)
-        done.queued = len(copies)
-        return done
+        return transitions.run_again(self, by, limit)
 
 
 class Task(models.Model):
@@ -385,7 +163,7 @@ class Task(models.Model):
         using = router.db_for_write(Task, instance=self)
         mine: dict[str, Any] = {"status": Status.RUNNING, "worker": self.worker, "attempts": self.attempts}
         if entry is not None:
-            fields["history"] = _appended(self.history, entry)
+            fields["history"] = appended(self.history, entry)
         # The common case costs one UPDATE; only a task asked to stop costs a second.
         updated = update_row(Task, using, self.pk, {**mine, "cancel_requested": False}, fields)
         if not updated:
@@ -393,7 +171,7 @@ class Task(models.Model):
             fields.setdefault("finished_at", timezone.now())
             fields.pop("run_after", None)
             if entry is not None:
-                fields["history"] = _appended(self.history, {**entry, "outcome": "cancelled"})
+                fields["history"] = appended(self.history, {**entry, "outcome": "cancelled"})
             updated = update_row(Task, using, self.pk, mine, fields)
         if updated:
             for name, value in fields.items():
@@ -457,14 +235,11 @@ class Task(models.Model):
 
     def signature_verifies(self) -> bool:
         """Whether the path, arguments and uid match the signature under SECRET_KEY or a fallback."""
-        return signing.verify(self.path, self.args, self.kwargs, self.uid, self.signature)
+        return transitions.verifies(self)
 
     def resign(self, uid: str) -> None:
         """Sign the task anew under SECRET_KEY with ``uid``, or raise InvalidTask if it cannot run."""
-        runnable(self.path)
-        clean_arguments(tuple(self.args), self.kwargs)
-        self.uid = uid
-        self.signature = signing.sign(self.path, self.args, self.kwargs, uid)
+        transitions.resign(self, uid)
 
 
 class Worker(models.Model):
@@ -480,33 +255,3 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-# What the bulk transitions did, for the admin (or a command) to report ------------------
-
-# Retry and Run again re-sign a task that the worker refused for its signature, and only
-# such a task: whoever acts on it vouches for a row whose key was rotated away.
-REFUSED_PREFIX = BadTaskSignature.__name__
-SIGNED_FIELDS = ("path", "args", "kwargs", "uid", "signature")
-RETRIED_BY_LENGTH = 255  # Task.retried_by's max_length
-
-
-@dataclass(frozen=True)
-class Cancellation:
-    """What TaskQuerySet.cancel() did to each task it was given."""
-
-    cancelled: int  # were queued, now cancelled
-    stopping: int  # were running, now asked to stop
-    already_stopping: int  # running, and asked to stop before
-    finished: int  # had finished already, and were left as they were
-    at: datetime
-
-
-@dataclass
-class Requeued:
-    """What TaskQuerySet.retry() or run_again() queued, and how re-signing refused tasks went."""
-
-    queued: int = 0
-    resigned: int = 0
-    not_resigned: list[tuple[int, str]] = field(default_factory=list)  # (task id, why it cannot run)
-    over_limit: bool = False  # run_again() was given more tasks than its limit, and queued none
