@@ -37,10 +37,8 @@ def badly_keyed(user_id: int) -> int:
 
 
 def race(go_file: str, threads: int, name: str) -> None:
-    """After django.setup(), print "ready", wait for ``go_file``, then enqueue sync_blocking(name) from ``threads`` threads at once.
-
-    Prints one JSON line of [task id, created] pairs, one per thread.
-    """
+    """Print "ready", await ``go_file``, enqueue sync_blocking(name) from ``threads`` threads at once."""
+    # Called after django.setup(); prints one JSON line of [task id, created] pairs.
     from django.db import connections
 
     results: list[tuple[int, bool]] = []
@@ -72,4 +70,3 @@ def race(go_file: str, threads: int, name: str) -> None:
     if errors:
         sys.exit(f"{len(errors)} enqueue(s) failed: {errors[0]!r}")
     print(json.dumps(results), flush=True)
-
