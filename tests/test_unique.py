@@ -247,3 +247,32 @@ def test_fifty_enqueues_across_two_processes_racing_for_a_free_key_insert_one_ro
     assert Task.objects.filter(unique_key="blocking-free").count() == 1
     assert {pk for pk, _ in results} == {row.pk}
     assert sum(created for _, created in results) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor == 'sqlite'", reason="SQLite's transaction holds the write lock")
+def test_a_holder_committed_after_the_callers_snapshot_is_still_found() -> None:
+    holder: list[Task] = []
+
+    def enqueue_elsewhere() -> None:
+        try:
+            holder.append(options(unique_key="late").enqueue(tasks.add, 1, 2))
+        finally:
+            connections.close_all()
+
+    try:
+        if connection.vendor == "mysql":
+            # InnoDB's own default, which Django replaces with READ COMMITTED unless told otherwise.
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with transaction.atomic():
+            # A read first, so under REPEATABLE READ the snapshot predates the holder.
+            assert not Task.objects.exists()
+            other = threading.Thread(target=enqueue_elsewhere)
+            other.start()
+            other.join(30)
+            found = options(unique_key="late").enqueue(tasks.add, 3, 4)
+    finally:
+        connection.close()  # the next session starts at the configured isolation level again
+    assert (found.pk, found.created) == (holder[0].pk, False)
+    assert Task.objects.count() == 1
