@@ -137,8 +137,9 @@ def _insert_or_holder(task: Task, using: str) -> Task:
             return task
         holder = Task.objects.using(using).filter(unique_live=task.unique_key).first()
         if holder is None and connections[using].in_atomic_block:
-            # Under REPEATABLE READ (MariaDB's default) a plain read sees the caller's snapshot,
-            # which may predate the holder; a locking read sees the newest committed row.
+            # Under REPEATABLE READ (InnoDB's own default, where a site sets it) a plain read
+            # sees the caller's snapshot, which may predate the holder; a locking read sees
+            # the newest committed row. Under READ COMMITTED the plain read already found it.
             holder = Task.objects.using(using).select_for_update().filter(unique_live=task.unique_key).first()
         if holder is not None:
             holder.created = False
