@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -219,20 +225,68 @@ def race_in_processes(name: str, processes: int = 2, threads: int = 25) -> list[
                 child.communicate()
 
 
-def test_fifty_enqueues_across_two_processes_while_the_task_runs_all_get_the_running_task(
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post(url: str) -> tuple[int, bool, int]:
+    """POST to ``url``; return the task id, whether it was created, and the pid that answered."""
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30) as response:
+        pk, created, pid = json.loads(response.read())
+    return int(pk), bool(created), int(pid)
+
+
+@contextmanager
+def gunicorn(workers: int, threads: int) -> Iterator[str]:
+    """Serve unique_tasks.wsgi() with gunicorn's threaded workers; yield its base URL."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
+        "--bind", f"127.0.0.1:{port}", "tests.testapp.unique_tasks:wsgi()",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        pids: set[int] = set()
+
+        def both_workers_answer() -> bool:
+            # A worker answers with its pid, so the test knows both take requests before it starts.
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/pid", timeout=5) as response,
+            ):
+                pids.add(int(response.read()))
+            return len(pids) == workers
+
+        wait_until(both_workers_answer, timeout=60, interval=0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+
+
+def test_fifty_requests_across_two_gunicorn_workers_while_the_task_runs_all_get_the_running_task(
     make_pool: Callable[..., Pool],
 ) -> None:
     first = enqueue(unique_tasks.sync_blocking, "busy")
     make_pool(workers=1)
     wait_until(lambda: tasks.event("busy:started").is_set())
     try:
-        results = race_in_processes("busy")
+        with gunicorn(workers=2, threads=25) as url, ThreadPoolExecutor(50) as callers:
+            results = list(callers.map(post, [f"{url}/busy"] * 50))
         [row] = live("blocking-busy")
     finally:
         tasks.event("busy").set()
     assert (row.pk, row.status) == (first.pk, Status.RUNNING)
-    assert len(results) == 50
-    assert set(results) == {(first.pk, False)}
+    assert [(pk, created) for pk, created, _ in results] == [(first.pk, False)] * 50
+    assert len({pid for *_, pid in results}) == 2, "both gunicorn workers should have answered"
     wait_until(lambda: Task.objects.get(pk=first.pk).status == Status.SUCCEEDED)
     assert live("blocking-busy") == []
     # The key is free again: the next call queues a new task (which runs at once, released).

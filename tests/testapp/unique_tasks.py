@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import taskq
-from tests.testapp import tasks
 
 
 @taskq.task(unique_key=lambda user_id, **_: f"sync-user-{user_id}")
@@ -21,6 +23,9 @@ def sync_user(user_id: int, note: str = "") -> int:
 @taskq.task(unique_key=lambda name: f"blocking-{name}")
 def sync_blocking(name: str) -> str:
     """A keyed task that runs until the test releases it, so its key stays live."""
+    # Imported here, so gunicorn can import this module before django.setup() has run.
+    from tests.testapp import tasks
+
     return tasks.block(name)
 
 
@@ -70,3 +75,27 @@ def race(go_file: str, threads: int, name: str) -> None:
     if errors:
         sys.exit(f"{len(errors)} enqueue(s) failed: {errors[0]!r}")
     print(json.dumps(results), flush=True)
+
+
+def wsgi() -> Any:
+    """A WSGI app (for gunicorn) on the test settings, without a pool, that enqueues sync_blocking."""
+    # A POST enqueues sync_blocking(<its path>) and answers [task id, created, pid] as JSON.
+    import django
+    from django.conf import settings
+    from django.db import close_old_connections
+
+    # Only the test's own pool runs tasks, so the one that holds the key stays put.
+    settings.TASKQ_AUTOSTART = False
+    django.setup()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        if environ["REQUEST_METHOD"] == "GET":
+            return [str(os.getpid()).encode()]  # which worker answered, for the test to wait on
+        try:
+            task = taskq.enqueue(sync_blocking, environ["PATH_INFO"].strip("/"))
+        finally:
+            close_old_connections()
+        return [json.dumps([task.pk, task.created, os.getpid()]).encode()]
+
+    return app
