@@ -330,3 +330,14 @@ def test_a_holder_committed_after_the_callers_snapshot_is_still_found() -> None:
         connection.close()  # the next session starts at the configured isolation level again
     assert (found.pk, found.created) == (holder[0].pk, False)
     assert Task.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claimed_keyed_task_holds_its_key_until_its_outcome_is_written() -> None:
+    queued = options(unique_key="claimed").enqueue(tasks.add, 1, 2)
+    [claimed] = Task.objects.claim("test:1:cafe", limit=5, lease=60)
+    assert (claimed.pk, claimed.status, claimed.unique_live) == (queued.pk, Status.RUNNING, "claimed")
+    assert options(unique_key="claimed").enqueue(tasks.add, 1, 2).pk == queued.pk
+    assert claimed.set_succeeded(3)
+    assert Task.objects.get(pk=queued.pk).unique_live is None
+    assert options(unique_key="claimed").enqueue(tasks.add, 1, 2).created is True
