@@ -294,6 +294,11 @@ class TaskAdmin(TaskModelAdmin):
         for pk, reason in done.not_resigned:
             message = gettext("Task %(id)s was not re-signed: %(reason)s")
             self.message_user(request, message % {"id": pk, "reason": reason}, messages.ERROR)
+        for pk in done.key_held:
+            message = gettext(
+                "Task %(id)s was not queued again: another queued or running task holds its unique key."
+            )
+            self.message_user(request, message % {"id": pk}, messages.WARNING)
 
     # Schedules --------------------------------------------------------------
 

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from taskq import signing
 from taskq.conf import settings
-from taskq.decorators import defaults_of
+from taskq.decorators import check_unique_key, defaults_of
 from taskq.exceptions import InvalidTask, NotMigrated
 from taskq.signals import task_enqueued
 from taskq.validation import check_call, check_options, check_seconds, clean_arguments, task_path
 
 if TYPE_CHECKING:
     from taskq.models import Task
+
+logger = logging.getLogger("taskq")
+
+# The unique constraint on Task.unique_live, which holds a key only while its task is live.
+LIVE_CONSTRAINT = "taskq_unique_live"
+# Tries at inserting a keyed task: a holder may finish between a refused INSERT and the read
+# that looks for it, and then the key is free for the next try.
+UNIQUE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,11 @@ class Options:
     priority: int | None = None
     max_attempts: int | None = None
     timeout: float | None = None
+    unique_key: str | None = None
 
     def __post_init__(self) -> None:
         check_options(self.queue, self.priority, self.max_attempts, self.timeout)
+        check_unique_key(self.unique_key)
         if self.delay is not None and self.run_at is not None:
             raise InvalidTask("pass delay or run_at, not both.")
         if self.delay is not None:
@@ -55,13 +66,18 @@ class Options:
         return replace(self, **changes)
 
     def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
-        """Store a call of ``fn`` as a queued Task in one INSERT and return the row."""
+        """Store a call of ``fn`` as a queued Task in one INSERT and return the row.
+
+        With a unique key held by a queued or running task, return that task instead,
+        with ``created`` False; a stored task has ``created`` True.
+        """
         from taskq.models import Task
 
         path = task_path(fn)
         check_call(fn, args, kwargs)
         clean_args, clean_kwargs = clean_arguments(args, kwargs)
         fn_defaults = defaults_of(fn)
+        unique_key = _first(self.unique_key, fn_defaults.key_for(args, kwargs))
         now = timezone.now()
         if self.run_at is not None:
             run_after = self.run_at
@@ -83,10 +99,17 @@ class Options:
             timeout=timeout,
             run_after=run_after,
             enqueued_at=now,
+            unique_key=unique_key,
         )
         using = router.db_for_write(Task)
         try:
-            task.save(using=using, force_insert=True)
+            if unique_key is None:
+                task.save(using=using, force_insert=True)
+            else:
+                task = _insert_or_holder(task, using)
+                if not task.created:
+                    logger.debug("task=%s unique_key=%s event=already_live", task.pk, unique_key)
+                    return task
         except DatabaseError as exc:
             if _table_missing(exc, using):
                 raise NotMigrated(
@@ -94,9 +117,84 @@ class Options:
                     "run manage.py migrate."
                 ) from exc
             raise
+        task.created = True
         task_enqueued.send(sender=Task, task=task)
         transaction.on_commit(lambda: _committed(task), using=using)
         return task
+
+
+def _insert_or_holder(task: Task, using: str) -> Task:
+    # The database decides who holds the key, so racing callers in any process agree. The
+    # common case is one INSERT, with no savepoint, and the caller's transaction survives
+    # a refusal: PostgreSQL and SQLite skip the row (ON CONFLICT DO NOTHING), and a
+    # duplicate key on MariaDB undoes only its own statement.
+    from taskq.models import Task
+
+    assert task.unique_key is not None
+    for _ in range(UNIQUE_TRIES):
+        if _insert_if_free(task, using):
+            task.created = True
+            return task
+        holder = Task.objects.using(using).filter(unique_live=task.unique_key).first()
+        if holder is None and connections[using].in_atomic_block:
+            # Under REPEATABLE READ (InnoDB's own default, where a site sets it) a plain read
+            # sees the caller's snapshot, which may predate the holder; a locking read sees
+            # the newest committed row. Under READ COMMITTED the plain read already found it.
+            holder = Task.objects.using(using).select_for_update().filter(unique_live=task.unique_key).first()
+        if holder is not None:
+            holder.created = False
+            return holder
+    raise IntegrityError(
+        f"could not insert a task with unique_key={task.unique_key!r} nor find the live task "
+        f"holding it after {UNIQUE_TRIES} tries: is something finishing and enqueueing that key "
+        "in a tight loop?"
+    )
+
+
+def _insert_if_free(task: Task, using: str) -> bool:
+    # One INSERT built the way the ORM builds it, plus the clause that skips a taken key.
+    meta = type(task)._meta
+    conn = connections[using]
+    qn = conn.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
+    live = meta.get_field("unique_live")
+    returning = list(meta.db_returning_fields)
+    params = [f.get_db_prep_save(f.pre_save(task, True), conn) for f in fields]
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    skips = conn.features.supports_update_conflicts_with_target
+    if skips:
+        sql += f" ON CONFLICT ({qn(live.column)}) DO NOTHING"
+    if conn.features.can_return_columns_from_insert:
+        sql += f" RETURNING {', '.join(qn(f.column) for f in returning)}"
+    with transaction.mark_for_rollback_on_error(using):
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                if conn.features.can_return_columns_from_insert:
+                    row = cursor.fetchone()
+                elif cursor.rowcount == 1:
+                    row = (conn.ops.last_insert_id(cursor, meta.db_table, meta.pk.column),)
+                    returning = [meta.pk]
+                else:
+                    row = None
+        except IntegrityError as exc:
+            # Only where no ON CONFLICT clause skipped the row, and only for this constraint.
+            if skips or LIVE_CONSTRAINT not in str(exc):
+                raise
+            return False
+    if row is None:
+        return False
+    for field, value in zip(returning, row, strict=True):
+        col = field.get_col(meta.db_table)
+        for convert in conn.ops.get_db_converters(col) + col.get_db_converters(conn):
+            value = convert(value, col, conn)
+        setattr(task, field.attname, value)
+    task._state.adding = False
+    task._state.db = using
+    return True
 
 
 def _table_missing(exc: DatabaseError, using: str) -> bool:
@@ -139,9 +237,11 @@ def options(
     priority: int | None = None,
     max_attempts: int | None = None,
     timeout: float | None = None,
+    unique_key: str | None = None,
 ) -> Options:
     """Return per-call options, e.g. ``options(delay=30).enqueue(fn, x)``."""
-    return Options(delay, run_at, queue, priority, max_attempts, timeout)
+    # unique_key: while a queued or running task holds the key, enqueue() returns that task.
+    return Options(delay, run_at, queue, priority, max_attempts, timeout, unique_key)
 
 
 def enqueue(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:

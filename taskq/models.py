@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.db import models, router
+from django.db.models import Case, F, When
 from django.utils import timezone
 
 from taskq import claims, transitions
@@ -129,6 +130,19 @@ class Task(models.Model):
     uid = models.CharField(max_length=191, null=True, unique=True, editable=False)  # noqa: DJ001 - NULL for rows from before uids
     # One entry per finished attempt (number, pool, times, outcome, error, bounded traceback).
     history = models.JSONField(default=list, blank=True, editable=False)
+    # options(unique_key=...): at most one queued or running task holds a key. The database
+    # keeps the key in unique_live only while the task is live, and a unique constraint on
+    # that column refuses a second live holder; NULLs never clash, so finished tasks and
+    # tasks without a key never do.
+    unique_key = models.CharField(max_length=191, null=True, blank=True, editable=False)  # noqa: DJ001 - NULL: no key
+    unique_live = models.GeneratedField(
+        expression=Case(When(status__in=[Status.QUEUED, Status.RUNNING], then=F("unique_key"))),
+        output_field=models.CharField(max_length=191, null=True),
+        db_persist=True,
+    )
+
+    # Set by enqueue(): False when a unique key returned the live task that already held it.
+    created: bool
 
     objects: ClassVar[TaskQuerySet] = TaskQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -152,6 +166,7 @@ class Task(models.Model):
             # read from the index alone.
             models.Index(fields=["status", "queue", "run_after"], name="taskq_status_queue_idx"),
         ]
+        constraints = [models.UniqueConstraint(fields=["unique_live"], name="taskq_unique_live")]
         permissions = [("retry_task", "Can retry and run tasks again")]
 
     def __str__(self) -> str:

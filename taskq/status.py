@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import DatabaseError
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from taskq.conf import settings
 from taskq.models import FINISHED, Status, Task, Worker
+from taskq.schedule import OVERDUE_GRACE, ScheduleState, describe
 
 # Bump when a key of as_json() changes meaning or goes away; adding keys keeps the version.
 SCHEMA_VERSION = 1
@@ -80,6 +82,9 @@ class Snapshot:
     # Rows whose pool missed two heartbeats: it is gone (killed before it could unregister) or stuck.
     stale_workers: list[LiveWorker] = field(default_factory=list)
     stale_after: float = 0.0
+    schedules: list[ScheduleState] = field(default_factory=list)
+    # Why the schedule could not be read (an app's tasks module failed to import), if it could not.
+    schedule_error: str | None = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -114,6 +119,15 @@ class Snapshot:
             for name, q in sorted(self.queues.items()):
                 if q.due and not any(w.serves(name) for w in self.workers):
                     found.append(f"{q.due} due task(s) wait in queue {name!r} and no live worker serves it")
+        if self.schedule_error is not None:
+            found.append(f"cannot read the schedule: {self.schedule_error}")
+        for entry in self.schedules:
+            if entry.overdue:
+                found.append(
+                    f"schedule {entry.name!r} ({entry.spec}) is overdue: it last fired "
+                    f"{format_duration(self.seconds_since(entry.last_run))} ago, over its period "
+                    f"plus {format_duration(OVERDUE_GRACE)}"
+                )
         return found
 
     def as_json(self, max_lag: float | None = None) -> dict[str, Any]:
@@ -161,6 +175,21 @@ class Snapshot:
             "workers": [self._worker_json(w) for w in self.workers],
             "stale_after_seconds": self.stale_after,
             "stale_workers": [self._worker_json(w) for w in self.stale_workers],
+            "schedule_grace_seconds": OVERDUE_GRACE.total_seconds(),
+            "schedules": [
+                {
+                    "name": e.name,
+                    "task": e.task,
+                    "spec": e.spec,
+                    "next_run": _iso(e.next_run),
+                    "last_run": _iso(e.last_run),
+                    "last_task_id": e.last_task_id,
+                    "last_outcome": e.last_outcome,
+                    "skipped": e.skipped,
+                    "overdue": e.overdue,
+                }
+                for e in self.schedules
+            ],
         }
 
     def _worker_json(self, w: LiveWorker) -> dict[str, Any]:
@@ -181,7 +210,7 @@ class Snapshot:
 
 
 def take_snapshot(now: datetime | None = None) -> Snapshot:
-    """Read the queue's state in six queries, each served by an index on Task or Worker."""
+    """Read the queue's state in six queries, and two per schedule entry, each served by an index."""
     now = now or timezone.now()
     queues: dict[str, QueueSummary] = {}
     # GROUP BY status, queue: the order of taskq_status_queue_idx, so MariaDB groups
@@ -226,6 +255,14 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
         pool = LiveWorker(w.name, w.hostname, w.pid, w.threads, w.queues, w.started_at, w.last_heartbeat)
         fresh = pool.last_heartbeat >= now - timedelta(seconds=stale_after)
         (workers if fresh else stale).append(pool)
+    schedules: list[ScheduleState] = []
+    schedule_error = None
+    try:
+        schedules = describe(now)
+    except DatabaseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any app's tasks module may fail to import; report it
+        schedule_error = first_line(f"{type(exc).__name__}: {exc}", ERROR_LIMIT)
     return Snapshot(
         at=now,
         queues=queues,
@@ -236,6 +273,8 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
         workers=workers,
         stale_workers=stale,
         stale_after=stale_after,
+        schedules=schedules,
+        schedule_error=schedule_error,
     )
 
 
@@ -329,6 +368,9 @@ def render_text(snapshot: Snapshot, max_lag: float | None = None) -> str:
             f"{format_duration(snapshot.stale_after)}; gone or stuck",
         ]
         lines += _workers_table(snapshot, snapshot.stale_workers)
+    if snapshot.schedules or snapshot.schedule_error is not None:
+        lines += ["", f"Schedules ({len(snapshot.schedules)})"]
+        lines += _schedules_table(snapshot)
     problems = snapshot.problems(max_lag)
     lines += ["", "Health: OK" if not problems else "Health: UNHEALTHY"]
     lines += [f"  - {printable(p)}" for p in problems]
@@ -348,6 +390,34 @@ def _workers_table(snapshot: Snapshot, workers: list[LiveWorker]) -> list[str]:
                 format_duration(snapshot.seconds_since(w.started_at)),
             ]
             for w in workers
+        ],
+    )
+
+
+def _schedules_table(snapshot: Snapshot) -> list[str]:
+    def ago(moment: datetime | None) -> str:
+        return "-" if moment is None else f"{format_duration(snapshot.seconds_since(moment))} ago"
+
+    def until(moment: datetime | None) -> str:
+        if moment is None:
+            return "never"
+        return f"in {format_duration(max((moment - snapshot.at).total_seconds(), 0.0))}"
+
+    return _table(
+        ["Name", "Task", "When", "Next run", "Last run", "Last task", "Outcome", "Skipped", "Overdue"],
+        [
+            [
+                e.name,
+                e.task,
+                e.spec,
+                until(e.next_run),
+                ago(e.last_run),
+                "-" if e.last_task_id is None else e.last_task_id,
+                e.last_outcome or "-",
+                "-" if e.skipped is None else e.skipped,
+                "OVERDUE" if e.overdue else "no",
+            ]
+            for e in snapshot.schedules
         ],
     )
 

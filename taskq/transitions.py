@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import models, router, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.utils import timezone
 
 from taskq import signing
@@ -49,6 +49,7 @@ class Requeued:
     queued: int = 0
     resigned: int = 0
     not_resigned: list[tuple[int, str]] = field(default_factory=list)  # (task id, why it cannot run)
+    key_held: list[int] = field(default_factory=list)  # not queued: a live task holds its unique key
     over_limit: bool = False  # run_again() was given more tasks than its limit, and queued none
 
 
@@ -93,7 +94,8 @@ def retry(qs: TaskQS, by: str) -> Requeued:
     """Queue the failed and cancelled tasks again with a fresh attempt budget, keeping their history."""
     retryable = qs.filter(status__in=[Status.FAILED, Status.CANCELLED])
     done = Requeued()
-    with transaction.atomic(using=router.db_for_write(qs.model)):
+    using = router.db_for_write(qs.model)
+    with transaction.atomic(using=using):
         for task in retryable.filter(error__startswith=REFUSED_PREFIX).only(*SIGNED_FIELDS):
             if verifies(task):
                 continue
@@ -106,21 +108,31 @@ def retry(qs: TaskQS, by: str) -> Requeued:
             done.resigned += 1
         # enqueued_at and history stay: the task keeps its place in the list and the
         # record of the attempts that failed; error and traceback are the last attempt's.
-        now = timezone.now()
-        done.queued = retryable.update(
-            status=Status.QUEUED,
-            attempts=0,
-            run_after=now,
-            started_at=None,
-            finished_at=None,
-            lease_expires_at=None,
-            worker="",
-            cancel_requested=False,
-            result=None,
-            error="",
-            traceback="",
-            retried_by=by[:RETRIED_BY_LENGTH],
-        )
+        changes: dict[str, Any] = {
+            "status": Status.QUEUED,
+            "attempts": 0,
+            "run_after": timezone.now(),
+            "started_at": None,
+            "finished_at": None,
+            "lease_expires_at": None,
+            "worker": "",
+            "cancel_requested": False,
+            "result": None,
+            "error": "",
+            "traceback": "",
+            "retried_by": by[:RETRIED_BY_LENGTH],
+        }
+        done.queued = retryable.filter(unique_key__isnull=True).update(**changes)
+        # A task with a unique key goes back only if no live task holds that key now, which
+        # the constraint decides row by row; a savepoint keeps a refusal from spoiling the rest.
+        for pk in retryable.filter(unique_key__isnull=False).order_by("-pk").values_list("pk", flat=True):
+            try:
+                with transaction.atomic(using=using):
+                    done.queued += qs.model._base_manager.filter(
+                        pk=pk, status__in=[Status.FAILED, Status.CANCELLED]
+                    ).update(**changes)
+            except IntegrityError:
+                done.key_held.append(pk)
     return done
 
 

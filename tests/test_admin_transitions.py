@@ -124,3 +124,19 @@ def test_the_task_page_lists_every_attempt_including_those_before_a_retry() -> N
     assert html.count("<td>failed</td>") == 2
     assert html.count("<td>ValueError: &lt;first&gt;</td>") == 2
     assert "<first>" not in html
+
+
+def test_retry_leaves_a_task_whose_unique_key_a_live_task_holds() -> None:
+    old = options(unique_key="sync-1", max_attempts=1).enqueue(tasks.fail, "x")
+    run_due()
+    live = options(unique_key="sync-1").enqueue(tasks.add, 1, 2)
+    assert live.created and live.pk != old.pk  # the failed task let go of the key
+    other = options(unique_key="sync-2").enqueue(tasks.add, 3, 4)
+    Task.objects.filter(pk=other.pk).update(status=Status.FAILED)
+
+    done = Task.objects.filter(pk__in=[old.pk, other.pk]).retry(by="ops")
+
+    assert (done.queued, done.key_held) == (1, [old.pk])
+    assert Task.objects.get(pk=old.pk).status == Status.FAILED
+    assert Task.objects.get(pk=other.pk).status == Status.QUEUED
+    assert Task.objects.get(pk=live.pk).status == Status.QUEUED

@@ -132,6 +132,8 @@ def test_json_has_a_stable_schema(known: dict[str, Any]) -> None:
         "workers",
         "stale_after_seconds",
         "stale_workers",
+        "schedule_grace_seconds",
+        "schedules",
     ]
     assert document["schema"] == 1
     assert document["at"] == "2026-05-04T12:00:00+00:00"

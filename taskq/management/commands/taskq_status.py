@@ -25,7 +25,8 @@ MAX_LAG = Bound("--max-lag", 0.001, 365 * 86400, unit="seconds")
 class Command(BaseCommand):
     help = (
         "Show counts by status and queue, the backlog lag, running tasks, recent failures, "
-        "throughput and live workers. Exits 1, with the reasons on stderr, when unhealthy."
+        "throughput, live workers and periodic schedules. Exits 1, with the reasons on stderr, "
+        "when unhealthy (including a schedule overdue by more than its period plus a minute)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
