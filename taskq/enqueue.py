@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.utils import timezone
 
-from taskq import signing
+from taskq import signing, wake
 from taskq.conf import settings
 from taskq.decorators import check_unique_key, defaults_of
 from taskq.exceptions import InvalidTask, NotMigrated
@@ -65,19 +65,16 @@ class Options:
         """Return a copy with some options changed."""
         return replace(self, **changes)
 
-    def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
-        """Store a call of ``fn`` as a queued Task in one INSERT and return the row.
-
-        With a unique key held by a queued or running task, return that task instead,
-        with ``created`` False; a stored task has ``created`` True.
-        """
+    def build(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, uid: str | None = None
+    ) -> Task:
+        """Check a call of ``fn`` and return its signed, unsaved row; ``uid`` defaults to a random one."""
         from taskq.models import Task
 
         path = task_path(fn)
         check_call(fn, args, kwargs)
         clean_args, clean_kwargs = clean_arguments(args, kwargs)
         fn_defaults = defaults_of(fn)
-        unique_key = _first(self.unique_key, fn_defaults.key_for(args, kwargs))
         now = timezone.now()
         if self.run_at is not None:
             run_after = self.run_at
@@ -85,9 +82,8 @@ class Options:
             run_after = now + timedelta(seconds=self._delay_seconds())
         else:
             run_after = now
-        timeout = _first(self.timeout, fn_defaults.timeout, settings.default_timeout)
-        uid = secrets.token_hex(16)
-        task = Task(
+        uid = uid or secrets.token_hex(16)
+        return Task(
             path=path,
             args=clean_args,
             kwargs=clean_kwargs,
@@ -96,11 +92,22 @@ class Options:
             queue=_first(self.queue, fn_defaults.queue, settings.default_queue),
             priority=_first(self.priority, fn_defaults.priority, settings.default_priority),
             max_attempts=_first(self.max_attempts, fn_defaults.max_attempts, settings.default_max_attempts),
-            timeout=timeout,
+            timeout=_first(self.timeout, fn_defaults.timeout, settings.default_timeout),
             run_after=run_after,
             enqueued_at=now,
-            unique_key=unique_key,
+            unique_key=_first(self.unique_key, fn_defaults.key_for(args, kwargs)),
         )
+
+    def enqueue(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
+        """Store a call of ``fn`` as a queued Task in one INSERT and return the row.
+
+        With a unique key held by a queued or running task, return that task instead,
+        with ``created`` False; a stored task has ``created`` True.
+        """
+        from taskq.models import Task
+
+        task = self.build(fn, args, kwargs)
+        unique_key = task.unique_key
         using = router.db_for_write(Task)
         try:
             if unique_key is None:
@@ -224,9 +231,7 @@ def _committed(task: Task) -> None:
 
         run_immediately(task)
     else:
-        from taskq import process
-
-        process.notify()
+        wake.wake_all()
 
 
 def options(

@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -16,16 +15,13 @@ from django.apps import apps
 from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
+from taskq import wake
 from taskq.conf import settings
 from taskq.models import Task, Worker
 from taskq.runners import Runners, tidy_connections
 from taskq.schedule import Scheduler
 
 logger = logging.getLogger("taskq")
-
-# Every started pool of this process, so a commit wakes them all: the process's own, and
-# one that taskq_worker or a test started by hand.
-_live: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 # Dispatcher back-off after a database error, doubling up to the ceiling.
 ERROR_BACKOFF_MIN = 0.5
@@ -44,12 +40,6 @@ def missing_tables() -> list[str]:
     except Exception:  # noqa: BLE001 - the database is unreachable: the caller reports the first error
         return []
     return [t for t in (Task._meta.db_table, Worker._meta.db_table) if t not in present]
-
-
-def wake_all() -> None:
-    """Wake every live pool in this process: a task was just committed."""
-    for pool in list(_live):
-        pool.notify()
 
 
 class Pool:
@@ -97,7 +87,7 @@ class Pool:
         self._dispatcher.start()
         # Its own thread, so a tick never waits for a free runner.
         self._scheduler = Scheduler(self.name, self.notify, self._talking).start()
-        _live.add(self)
+        wake.register(self)
         logger.info("pool=%s event=started workers=%s queues=%s", self.name, self.size, self.queues)
         return self
 
@@ -278,6 +268,6 @@ class Pool:
             logger.exception("pool=%s event=unregister_failed", self.name)
         finally:
             connections.close_all()
-            _live.discard(self)
+            wake.unregister(self)
             self._stopped.set()
             logger.info("pool=%s event=stopped", self.name)

@@ -14,6 +14,7 @@ from typing import Any
 from django.core.signals import request_started
 from django.db import connections
 
+from taskq import wake
 from taskq.conf import settings
 
 logger = logging.getLogger("taskq")
@@ -112,9 +113,7 @@ def notify() -> None:
     """Wake this process's pools, if it has any, because a task was just committed."""
     # Every pool, not just get_pool()'s: taskq_worker's, and one a test started, must
     # see a task that one of their own tasks enqueued without waiting for a poll.
-    from taskq.pool import wake_all  # it needs the models
-
-    wake_all()
+    wake.wake_all()
 
 
 def _before_fork() -> None:

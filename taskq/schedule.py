@@ -14,13 +14,10 @@ from django.db import IntegrityError, close_old_connections, connections, router
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from taskq import signing
-from taskq.conf import settings
-from taskq.decorators import defaults_of
+from taskq.enqueue import Options
 from taskq.models import Task
 from taskq.schedule_entries import LATE_GRACE, TICK_FORMAT, UID_PREFIX, Entry, entries
 from taskq.signals import task_enqueued
-from taskq.validation import task_path
 
 logger = logging.getLogger("taskq")
 
@@ -32,25 +29,19 @@ OVERDUE_GRACE = timedelta(minutes=1)
 
 def fire(entry: Entry, tick: datetime, now: datetime) -> Task | None:
     """Insert ``entry``'s task for ``tick``; None if another pool already did."""
-    fn = import_string(entry.path)
-    path = task_path(fn)
-    fn_defaults = defaults_of(fn)
-    uid = entry.uid(tick)
-    task = Task(
-        path=path,
-        args=entry.args,
-        kwargs=entry.kwargs,
-        signature=signing.sign(path, entry.args, entry.kwargs, uid),
-        queue=_first(entry.defaults.queue, fn_defaults.queue, settings.default_queue),
-        priority=_first(entry.defaults.priority, fn_defaults.priority, settings.default_priority),
-        max_attempts=_first(
-            entry.defaults.max_attempts, fn_defaults.max_attempts, settings.default_max_attempts
-        ),
-        timeout=_first(entry.defaults.timeout, fn_defaults.timeout, settings.default_timeout),
-        run_after=tick,
-        enqueued_at=now,
-        uid=uid,
+    options = Options(
+        queue=entry.defaults.queue,
+        priority=entry.defaults.priority,
+        max_attempts=entry.defaults.max_attempts,
+        timeout=entry.defaults.timeout,
+        run_at=tick,
     )
+    uid = entry.uid(tick)
+    task = options.build(import_string(entry.path), tuple(entry.args), dict(entry.kwargs), uid=uid)
+    # A firing is keyed by its tick: a unique key would make an overlapping run look like
+    # a tick another pool already took.
+    task.unique_key = None
+    task.enqueued_at = now
     using = router.db_for_write(Task)
     try:
         # A transaction (or savepoint) of its own, so losing the uid to another pool
