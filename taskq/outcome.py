@@ -13,6 +13,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from taskq import progress
 from taskq.bounds import MAX_HISTORY_TRACEBACK_CHARS, head_and_tail, one_line
 from taskq.conf import settings
 from taskq.exceptions import ErrorNotStorable, ResultNotStorable
@@ -124,11 +125,14 @@ def history_entry(task: Task, outcome: Outcome) -> dict[str, Any]:
 
 def _apply(task: Task, outcome: Outcome) -> bool:
     entry = history_entry(task, outcome)
+    # The attempt's last progress rides along, so a value reported within a second of the
+    # last write is not lost; the short form leaves it out in case it was what was refused.
+    last = None if outcome.reduced else progress.final_value(task)
     if outcome.status == Status.SUCCEEDED:
-        return task.set_succeeded(outcome.result, entry=entry)
+        return task.set_succeeded(outcome.result, entry=entry, progress=last)
     if outcome.status == Status.QUEUED:
-        return task.set_retrying(outcome.error, outcome.traceback, outcome.delay, entry=entry)
-    return task.set_failed(outcome.error, outcome.traceback, entry=entry)
+        return task.set_retrying(outcome.error, outcome.traceback, outcome.delay, entry=entry, progress=last)
+    return task.set_failed(outcome.error, outcome.traceback, entry=entry, progress=last)
 
 
 def _reduced(outcome: Outcome, exc: BaseException) -> Outcome:
