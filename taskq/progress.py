@@ -14,6 +14,7 @@ import numbers
 import threading
 import time
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import Error, connections, router, transaction
@@ -35,7 +36,7 @@ MAX_COUNT = 2**53
 
 
 def _count(name: str, value: object) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
         raise InvalidTask(
             f"progress {name}={value!r} is not a number: pass how many items (or any unit) are done, "
             "as an int or a float."
