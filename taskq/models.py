@@ -360,10 +360,13 @@ class Task(models.Model):
         return False
 
     def progress_for_display(self, now: datetime | None = None) -> dict[str, Any] | None:
-        """The current attempt's latest progress: done, total, percent, note, age in seconds; or None."""
+        """The running or finished attempt's last progress: done, total, percent, note, age in seconds."""
         value = self.progress
-        # A previous attempt's progress stays on the row until this attempt reports.
-        if not isinstance(value, dict) or value.get("attempt") != self.attempts:
+        # A queued task's is the last attempt's, which a bar would show as this one's; and
+        # a running attempt finds the previous one's on the row until it first reports.
+        if self.status == Status.QUEUED or not isinstance(value, dict):
+            return None
+        if value.get("attempt") != self.attempts:
             return None
         done, total, note = value.get("done"), value.get("total"), value.get("note")
         try:

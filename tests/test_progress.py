@@ -231,7 +231,7 @@ def test_counts_of_any_real_number_type_are_accepted() -> None:
 def test_done_may_run_past_total() -> None:
     value = checked(12, 10, "", 1)
     assert (value["done"], value["total"]) == (12, 10)
-    shown = Task(attempts=1, progress=value).progress_for_display()
+    shown = Task(attempts=1, progress=value, status=Status.RUNNING).progress_for_display()
     assert shown is not None
     assert shown["percent"] == 100.0
 
@@ -259,7 +259,7 @@ def stored(**fields: Any) -> dict[str, Any]:
 def test_the_percentage_is_cut_to_a_tenth_and_reaches_100_only_when_done(
     done: float, total: float | None, percent: float | None
 ) -> None:
-    task = Task(attempts=2, progress=stored(done=done, total=total, attempt=2))
+    task = Task(attempts=2, progress=stored(done=done, total=total, attempt=2), status=Status.RUNNING)
     assert task.progress_for_display(NOW) == {
         "done": done,
         "total": total,
@@ -282,18 +282,29 @@ def test_the_percentage_is_cut_to_a_tenth_and_reaches_100_only_when_done(
     ],
 )
 def test_nothing_is_shown_for_a_previous_attempt_or_a_hand_edited_value(value: Any) -> None:
-    assert Task(attempts=2, progress=value).progress_for_display(NOW) is None
+    assert Task(attempts=2, progress=value, status=Status.RUNNING).progress_for_display(NOW) is None
+
+
+@pytest.mark.parametrize("status", [Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED])
+def test_a_running_or_finished_attempt_shows_its_progress(status: Status) -> None:
+    assert Task(attempts=2, progress=stored(attempt=2), status=status).progress_for_display(NOW) is not None
+
+
+def test_a_task_queued_for_another_attempt_shows_none_of_the_last_ones_progress() -> None:
+    task = Task(attempts=2, progress=stored(attempt=2), status=Status.QUEUED)
+    assert task.progress_for_display(NOW) is None
 
 
 def test_a_value_from_the_future_shows_an_age_of_zero() -> None:
-    task = Task(attempts=1, progress=stored(attempt=1, at=(NOW + dt.timedelta(seconds=3)).isoformat()))
+    later = (NOW + dt.timedelta(seconds=3)).isoformat()
+    task = Task(attempts=1, progress=stored(attempt=1, at=later), status=Status.RUNNING)
     shown = task.progress_for_display(NOW)
     assert shown is not None
     assert shown["age"] == 0.0
 
 
 def test_the_age_is_counted_from_now_by_default() -> None:
-    task = Task(attempts=1, progress=stored(attempt=1, at=timezone.now().isoformat()))
+    task = Task(attempts=1, progress=stored(attempt=1, at=timezone.now().isoformat()), status=Status.RUNNING)
     shown = task.progress_for_display()
     assert shown is not None
     assert 0 <= shown["age"] < 60
