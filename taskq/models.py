@@ -143,6 +143,9 @@ class Task(models.Model):
 
     # Set by enqueue(): False when a unique key returned the live task that already held it.
     created: bool
+    # What the running attempt last reported through current_task().progress(): done, total,
+    # note, at (ISO time) and attempt, so a reader can tell a previous attempt's from this one's.
+    progress = models.JSONField(null=True, blank=True, editable=False)
 
     objects: ClassVar[TaskQuerySet] = TaskQuerySet.as_manager()  # type: ignore[assignment]
 
@@ -172,13 +175,17 @@ class Task(models.Model):
     def __str__(self) -> str:
         return f"{self.path} #{self.pk} ({self.status})"
 
-    def _finish(self, entry: dict[str, Any] | None = None, **fields: Any) -> bool:
+    def _finish(
+        self, entry: dict[str, Any] | None = None, progress: dict[str, Any] | None = None, **fields: Any
+    ) -> bool:
         # Conditional on still being ours: a task whose lease was recovered, or that
         # timed out and was abandoned, must not have its outcome written twice.
         using = router.db_for_write(Task, instance=self)
         mine: dict[str, Any] = {"status": Status.RUNNING, "worker": self.worker, "attempts": self.attempts}
         if entry is not None:
             fields["history"] = appended(self.history, entry)
+        if progress is not None:
+            fields["progress"] = progress  # the attempt's last report, in the same UPDATE
         # The common case costs one UPDATE; only a task asked to stop costs a second.
         updated = update_row(Task, using, self.pk, {**mine, "cancel_requested": False}, fields)
         if not updated:
@@ -193,10 +200,13 @@ class Task(models.Model):
                 setattr(self, name, value)
         return bool(updated)
 
-    def set_succeeded(self, result: Any, entry: dict[str, Any] | None = None) -> bool:
+    def set_succeeded(
+        self, result: Any, entry: dict[str, Any] | None = None, progress: dict[str, Any] | None = None
+    ) -> bool:
         """Record a return value; a task asked to stop while running ends cancelled."""
         return self._finish(
             entry,
+            progress,
             status=Status.SUCCEEDED,
             result=result,
             finished_at=timezone.now(),
@@ -204,11 +214,17 @@ class Task(models.Model):
         )
 
     def set_retrying(
-        self, error: str, traceback: str, delay: float, entry: dict[str, Any] | None = None
+        self,
+        error: str,
+        traceback: str,
+        delay: float,
+        entry: dict[str, Any] | None = None,
+        progress: dict[str, Any] | None = None,
     ) -> bool:
         """Queue the task again after ``delay`` seconds; a task asked to stop ends cancelled instead."""
         return self._finish(
             entry,
+            progress,
             status=Status.QUEUED,
             run_after=timezone.now() + timedelta(seconds=delay),
             error=error,
@@ -216,10 +232,17 @@ class Task(models.Model):
             lease_expires_at=None,
         )
 
-    def set_failed(self, error: str, traceback: str = "", entry: dict[str, Any] | None = None) -> bool:
+    def set_failed(
+        self,
+        error: str,
+        traceback: str = "",
+        entry: dict[str, Any] | None = None,
+        progress: dict[str, Any] | None = None,
+    ) -> bool:
         """Record the final failure; a task asked to stop ends cancelled instead."""
         return self._finish(
             entry,
+            progress,
             status=Status.FAILED,
             error=error,
             traceback=traceback,
@@ -235,6 +258,34 @@ class Task(models.Model):
         elif done.stopping or done.already_stopping:
             self.cancel_requested = True
         return bool(done.cancelled or done.stopping or done.already_stopping)
+
+    def progress_for_display(self, now: datetime | None = None) -> dict[str, Any] | None:
+        """The running or finished attempt's last progress: done, total, percent, note, age in seconds."""
+        value = self.progress
+        # A queued task's is the last attempt's, which a bar would show as this one's; and
+        # a running attempt finds the previous one's on the row until it first reports.
+        if self.status == Status.QUEUED or not isinstance(value, dict):
+            return None
+        if value.get("attempt") != self.attempts:
+            return None
+        done, total, note = value.get("done"), value.get("total"), value.get("note")
+        try:
+            age = ((now or timezone.now()) - datetime.fromisoformat(value["at"])).total_seconds()
+        except (KeyError, TypeError, ValueError):
+            return None  # no time, or not one written by progress()
+        if not isinstance(done, (int, float)) or not isinstance(total, (int, float, type(None))):
+            return None  # not written by progress(): edited by hand
+        percent = None
+        if total is not None:
+            # Cut, not rounded, to a tenth: 100 % only once done reaches total.
+            percent = 100.0 if done >= total else int(1000 * done / total) / 10
+        return {
+            "done": done,
+            "total": total,
+            "percent": percent,
+            "note": note if isinstance(note, str) else "",
+            "age": max(age, 0.0),
+        }
 
     @property
     def wait_time(self) -> timedelta | None:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from taskq.bounds import MAX_HISTORY_TRACEBACK_CHARS, head_and_tail, one_line
 from taskq.conf import settings
+from taskq.context import current_task
 from taskq.exceptions import ErrorNotStorable, ResultNotStorable
 from taskq.models import Status, Task
 
@@ -124,11 +125,22 @@ def history_entry(task: Task, outcome: Outcome) -> dict[str, Any]:
 
 def _apply(task: Task, outcome: Outcome) -> bool:
     entry = history_entry(task, outcome)
+    # The attempt's last progress rides along, so a value reported within a second of the
+    # last write is not lost; the short form leaves it out in case it was what was refused.
+    last = None if outcome.reduced else _final_progress(task)
     if outcome.status == Status.SUCCEEDED:
-        return task.set_succeeded(outcome.result, entry=entry)
+        return task.set_succeeded(outcome.result, entry=entry, progress=last)
     if outcome.status == Status.QUEUED:
-        return task.set_retrying(outcome.error, outcome.traceback, outcome.delay, entry=entry)
-    return task.set_failed(outcome.error, outcome.traceback, entry=entry)
+        return task.set_retrying(outcome.error, outcome.traceback, outcome.delay, entry=entry, progress=last)
+    return task.set_failed(outcome.error, outcome.traceback, entry=entry, progress=last)
+
+
+def _final_progress(task: Task) -> dict[str, Any] | None:
+    """The latest progress this thread's attempt of ``task`` reported, to write with its outcome."""
+    context = current_task()
+    if context is None or context.task_id != task.pk or context.attempt != task.attempts:
+        return None  # the dispatcher recording a timeout, or a row this thread does not run
+    return context.latest_progress
 
 
 def _reduced(outcome: Outcome, exc: BaseException) -> Outcome:

@@ -183,7 +183,14 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
         record(task, outcome.failed(exc, "", None))
         task_finished.send(sender=Task, task=task)
         return task
-    context = TaskContext(task.pk, task.attempts, task.max_attempts, cancel_event or threading.Event())
+    context = TaskContext(
+        task.pk,
+        task.attempts,
+        task.max_attempts,
+        cancel_event or threading.Event(),
+        task.worker,
+        task.started_at,
+    )
     token = _current.set(context)
     task_started.send(sender=Task, task=task)
     logger.info("task=%s path=%s attempt=%s event=started", task.pk, task.path, task.attempts)

@@ -130,7 +130,8 @@ def test_retry_leaves_a_task_whose_unique_key_a_live_task_holds() -> None:
     old = options(unique_key="sync-1", max_attempts=1).enqueue(tasks.fail, "x")
     run_due()
     live = options(unique_key="sync-1").enqueue(tasks.add, 1, 2)
-    assert live.created and live.pk != old.pk  # the failed task let go of the key
+    assert live.created  # the failed task let go of the key
+    assert live.pk != old.pk
     other = options(unique_key="sync-2").enqueue(tasks.add, 3, 4)
     Task.objects.filter(pk=other.pk).update(status=Status.FAILED)
 
