@@ -108,8 +108,8 @@ def _pickup_stages(tasks: int) -> dict[str, float]:
     from bench import tasks as bench_tasks
     from taskq import enqueue, process
     from taskq import pool as pool_module
+    from taskq.attempt import run_task
     from taskq.models import Task, TaskQuerySet
-    from taskq.worker import run_task
 
     marks: dict[str, list[float]] = {"notify": [], "claim_start": [], "claim_end": [], "run": []}
     claim, notify = TaskQuerySet.claim, process.notify

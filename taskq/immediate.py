@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from taskq.attempt import run_task
 from taskq.conf import settings
 from taskq.models import Status, Task
-from taskq.worker import run_task
 
 # The worker name recorded on attempts run this way, in place of a pool's "host:pid:hex".
 IMMEDIATE = "immediate"

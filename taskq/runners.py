@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from django.db import close_old_connections, connections, router
 
+from taskq.attempt import record_timeout, run_task
 from taskq.conf import settings
 from taskq.features import features
 from taskq.models import Status, Task
-from taskq.worker import record_timeout, run_task
 
 logger = logging.getLogger("taskq")
 

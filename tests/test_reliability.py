@@ -12,9 +12,9 @@ import pytest
 from django.utils import timezone
 
 from taskq import Retry, enqueue, options
+from taskq.attempt import backoff, run_task
 from taskq.models import Status, Task, Worker
 from taskq.pool import Pool
-from taskq.worker import backoff, run_task
 from tests.helpers import wait_until
 from tests.testapp import tasks
 

@@ -8,8 +8,8 @@ import pytest
 
 import taskq
 from taskq import enqueue, options
+from taskq.attempt import run_task
 from taskq.models import Status
-from taskq.worker import run_task
 from tests.helpers import wait_until
 from tests.test_reliability import claim, wait_for_status
 from tests.testapp import tasks
