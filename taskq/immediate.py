@@ -10,7 +10,7 @@ from taskq.attempt import run_task
 from taskq.conf import settings
 from taskq.models import Status, Task
 
-# The worker name recorded on attempts run this way, in place of a pool's "host:pid:hex".
+# What Task.worker records for attempts run this way, in place of a pool's "host:pid:hex".
 IMMEDIATE = "immediate"
 
 
@@ -21,7 +21,7 @@ def lease_for(task: Task) -> float:
     return settings.lease_seconds + (task.timeout or 0.0)
 
 
-def claim(task: Task, worker: str) -> bool:
+def claim(task: Task, runner: str) -> bool:
     """Mark ``task`` running in this thread, unless it is no longer the queued row we hold."""
     now = timezone.now()
     expires = now + timedelta(seconds=lease_for(task))
@@ -29,13 +29,13 @@ def claim(task: Task, worker: str) -> bool:
     # the task in the meantime wins and our copy is never run stale.
     claimed = Task.objects.filter(pk=task.pk, status=Status.QUEUED, attempts=task.attempts).update(
         status=Status.RUNNING,
-        worker=worker,
+        worker=runner,
         attempts=task.attempts + 1,
         started_at=now,
         lease_expires_at=expires,
     )
     if claimed:
-        task.status, task.worker, task.started_at = Status.RUNNING, worker, now
+        task.status, task.worker, task.started_at = Status.RUNNING, runner, now
         task.attempts += 1
         task.lease_expires_at = expires
     return bool(claimed)

@@ -22,7 +22,7 @@ from taskq.signals import task_enqueued
 
 __all__ = ["DrainTimeout", "PoolLeak", "ThreadWatch", "run_due", "running_pool", "wait_until_drained"]
 
-# The worker name recorded on attempts that run_due() runs.
+# What Task.worker records for attempts that run_due() runs.
 RUN_DUE = "run_due"
 THREAD_PREFIX = "taskq-"
 
