@@ -25,6 +25,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
+from taskq.features import features
 from taskq.models import Status, Task, TaskQuerySet, Worker
 
 # Columns the changelist never shows; a page of tracebacks is slow to fetch and render.
@@ -84,8 +85,7 @@ def distinct_values(model: type[models.Model], column: str, limit: int) -> list[
     """Up to ``limit`` distinct values of an indexed column, in order, in one query."""
     connection = connections[router.db_for_read(model)]
     table, col = connection.ops.quote_name(model._meta.db_table), connection.ops.quote_name(column)
-    # capability: a loose index scan of its own for DISTINCT on an index prefix (MariaDB).
-    if connection.vendor == "mysql":
+    if features(connection).loose_index_scan_by_group:
         # MariaDB plans no range on walk.v inside the dependent subquery below, so each step
         # would read the whole index; its own loose index scan serves the DISTINCT instead.
         sql = f"SELECT DISTINCT {col} FROM {table} ORDER BY {col} LIMIT %s"  # noqa: S608
@@ -146,8 +146,8 @@ class ProbingQuerySet(TaskQuerySet):
             for name, a in kwargs.items()
             if type(a) in (Min, Max) and a.filter is None and isinstance(a.get_source_expressions()[0], F)
         ]
-        # capability: MIN and MAX from an index's ends only as a query's sole aggregate (SQLite).
-        if args or len(bounds) < 2 or len(bounds) != len(kwargs) or connections[self.db].vendor != "sqlite":
+        probing = features(connections[self.db]).probes_date_bounds
+        if args or len(bounds) < 2 or len(bounds) != len(kwargs) or not probing:
             return super().aggregate(*args, **kwargs)
         probes = {}
         for name, field, lowest in bounds:

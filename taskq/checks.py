@@ -13,6 +13,7 @@ from django.db import DatabaseError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from taskq.conf import DEFAULTS, MAX_WORKERS, settings
+from taskq.features import features
 from taskq.models import Task
 
 
@@ -110,12 +111,8 @@ def check_uwsgi_threads(**kwargs: Any) -> list[CheckMessage]:
     ]
 
 
-# How each server reports its connection limit; a backend not named here has none to read.
-MAX_CONNECTIONS_QUERY = {"postgresql": "SHOW max_connections", "mysql": "SELECT @@max_connections"}
-
-
 def _max_connections(conn: BaseDatabaseWrapper) -> int | None:
-    query = MAX_CONNECTIONS_QUERY.get(conn.vendor)
+    query = features(conn).max_connections_query
     if query is None:
         return None
     try:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 _ATTR = "_taskq_features"
+MYSQL_REFUSED_DATA = frozenset({1153, 1301, 1366, 1406, 3140, 4025, 4040})
+MYSQL_GONE_AWAY = frozenset({2006, 2013})
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,16 @@ class Features:
     probes_date_bounds: bool
     # The server has sessions of its own that a pool could leak, and a connection limit.
     server_sessions: bool
+    # How the server reports its connection limit; None where it has none to read.
+    max_connections_query: str | None
+    # Error numbers of an OperationalError that mean the server refused the data, not the
+    # connection: MariaDB reports a packet too large, a bad string, data too long, invalid
+    # JSON, a failed CHECK (json_valid) and JSON too deep this way. Elsewhere every
+    # OperationalError is the connection's.
+    refused_data_errors: frozenset[int]
+    # Error numbers that can mean either: MariaDB answers a statement over max_allowed_packet
+    # by dropping the connection, which the client reports as "gone away".
+    ambiguous_disconnects: frozenset[int]
 
 
 def features(conn: BaseDatabaseWrapper) -> Features:
@@ -49,6 +61,12 @@ def features(conn: BaseDatabaseWrapper) -> Features:
             loose_index_scan_by_group=vendor == "mysql",
             probes_date_bounds=vendor == "sqlite",
             server_sessions=vendor != "sqlite",
+            max_connections_query={
+                "postgresql": "SHOW max_connections",
+                "mysql": "SELECT @@max_connections",
+            }.get(vendor),
+            refused_data_errors=MYSQL_REFUSED_DATA if vendor == "mysql" else frozenset(),
+            ambiguous_disconnects=MYSQL_GONE_AWAY if vendor == "mysql" else frozenset(),
         )
         setattr(conn, _ATTR, found)
     return found

@@ -17,18 +17,11 @@ from taskq.bounds import MAX_HISTORY_TRACEBACK_CHARS, head_and_tail, one_line
 from taskq.conf import settings
 from taskq.context import current_task
 from taskq.exceptions import ErrorNotStorable, ResultNotStorable
+from taskq.features import features
 from taskq.models import Status, Task
 
 logger = logging.getLogger("taskq")
 
-# MariaDB/MySQL report some refused values as OperationalError: packet too large, bad
-# string, data too long, invalid JSON, a failed CHECK (json_valid) and JSON too deep.
-# Any other OperationalError is taken for the connection's, which is retried: wrongly
-# failing a task that succeeded would be worse than one more write.
-MYSQL_DATA_ERRORS = frozenset({1153, 1301, 1366, 1406, 3140, 4025, 4040})
-# A statement over max_allowed_packet can also come back as "gone away", which is why the
-# same "gone away" on a server that answers every ping is taken for the data's fault.
-MYSQL_GONE_AWAY = frozenset({2006, 2013})
 AMBIGUOUS_TRIES = 3
 FIRST_PAUSE = 0.05
 MAX_PAUSE = 1.0
@@ -158,13 +151,14 @@ def _is_connection_problem(exc: BaseException, conn: BaseDatabaseWrapper) -> boo
         return True
     if not isinstance(exc, OperationalError):
         return False
-    if conn.vendor == "mysql":
-        return not (exc.args and exc.args[0] in MYSQL_DATA_ERRORS)
-    return True
+    # Any OperationalError not known as refused data is taken for the connection's, and
+    # retried: wrongly failing a task that succeeded would be worse than one more write.
+    return not (exc.args and exc.args[0] in features(conn).refused_data_errors)
 
 
 def _ambiguous(exc: DatabaseError, conn: BaseDatabaseWrapper) -> bool:
-    return conn.vendor == "mysql" and bool(exc.args) and exc.args[0] in MYSQL_GONE_AWAY
+    # The same "gone away" on a server that answers every ping is then the data's fault.
+    return bool(exc.args) and exc.args[0] in features(conn).ambiguous_disconnects
 
 
 def _fresh(conn: BaseDatabaseWrapper) -> bool:
