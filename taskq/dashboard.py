@@ -284,7 +284,11 @@ def failing(now: datetime) -> list[Failing]:
 def pools(now: datetime) -> list[Pool]:
     """Every Worker row, with its busy runners counted from the running tasks."""
     busy = dict(
-        Task.objects.running().order_by().values_list("worker").annotate(n=Count("pk")).values_list("worker", "n")
+        Task.objects.running()
+        .order_by()
+        .values_list("worker")
+        .annotate(n=Count("pk"))
+        .values_list("worker", "n")
     )
     stale_after = settings.stale_after
     found = []

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from taskq import svg
-from taskq.dashboard import Bucket, BacklogPoint, Dashboard, build
+from taskq.dashboard import BacklogPoint, Bucket, Dashboard, build
 from taskq.status import format_duration
 
 REFRESH_SECONDS = 5
@@ -27,8 +27,10 @@ FRAGMENT = "admin/taskq/dashboard_fragment.html"
 
 
 def dashboard_urls(admin_site: AdminSite) -> list[URLPattern]:
-    """The dashboard's URL, for TaskAdmin.get_urls() to put before its own (it names admin:taskq_task_dashboard)."""
-    return [path("dashboard/", admin_site.admin_view(dashboard_view(admin_site)), name="taskq_task_dashboard")]
+    """The dashboard's URL, named admin:taskq_task_dashboard, for TaskAdmin.get_urls() to put first."""
+    return [
+        path("dashboard/", admin_site.admin_view(dashboard_view(admin_site)), name="taskq_task_dashboard")
+    ]
 
 
 def dashboard_view(admin_site: AdminSite) -> Callable[[HttpRequest], HttpResponse]:
@@ -39,12 +41,9 @@ def dashboard_view(admin_site: AdminSite) -> Callable[[HttpRequest], HttpRespons
             raise PermissionDenied
         context = figures_context(build(timezone.now()))
         if request.GET.get("fragment"):
-            response = TemplateResponse(request, FRAGMENT, context)
-        else:
-            context.update(admin_site.each_context(request), title="Queue dashboard")
-            response = TemplateResponse(request, TEMPLATE, context)
-        response["Cache-Control"] = "no-store"
-        return response
+            return TemplateResponse(request, FRAGMENT, context)
+        context.update(admin_site.each_context(request), title="Queue dashboard")
+        return TemplateResponse(request, TEMPLATE, context)
 
     return view
 
@@ -65,8 +64,12 @@ def figures_context(board: Dashboard) -> dict[str, Any]:
         ),
         "throughput_minute_rows": _busy_rows(minute_labels, board.per_minute.buckets),
         "throughput_hour_rows": _busy_rows(hour_labels, board.per_hour.buckets),
-        "backlog_minute_chart": _backlog_chart("minute over the last hour", minute_labels, board.backlog_per_minute),
-        "backlog_hour_chart": _backlog_chart("hour over the last 7 days", hour_labels, board.backlog_per_hour),
+        "backlog_minute_chart": _backlog_chart(
+            "minute over the last hour", minute_labels, board.backlog_per_minute
+        ),
+        "backlog_hour_chart": _backlog_chart(
+            "hour over the last 7 days", hour_labels, board.backlog_per_hour
+        ),
         "backlog_minute_rows": _sampled_rows(minute_labels, board.backlog_per_minute),
         "backlog_hour_rows": _sampled_rows(hour_labels, board.backlog_per_hour),
         "timings_hour": [_timing_row(t) for t in board.timings_hour],

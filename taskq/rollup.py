@@ -6,9 +6,9 @@ the pools instead write one row per minute, each counted once from an indexed ra
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 from django.db import models
 from django.db.models import Count, Min
@@ -37,6 +37,8 @@ class MinuteRollup(models.Model):
     # Sampled when the minute was rolled; NULL for minutes rolled while catching up.
     due = models.PositiveIntegerField(null=True)
     lag = models.FloatField(null=True, help_text="Seconds the oldest due task had waited.")
+
+    objects: ClassVar[models.Manager[MinuteRollup]] = models.Manager()
 
     class Meta:
         app_label = "taskq"
@@ -122,7 +124,12 @@ def backlog(now: datetime) -> tuple[int, float | None]:
     from taskq.models import Task
 
     # A range on taskq_due_idx (status, run_after).
-    found = Task.objects.queued().filter(run_after__lte=now).order_by().aggregate(n=Count("pk"), oldest=Min("run_after"))
+    found = (
+        Task.objects.queued()
+        .filter(run_after__lte=now)
+        .order_by()
+        .aggregate(n=Count("pk"), oldest=Min("run_after"))
+    )
     oldest = found["oldest"]
     return found["n"], None if oldest is None else max((now - oldest).total_seconds(), 0.0)
 

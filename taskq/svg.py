@@ -13,6 +13,7 @@ HEIGHT = 160
 LEFT = 44  # room for the y axis labels
 BOTTOM = 18  # room for the x axis labels
 TOP = 8
+RIGHT_ALIGNED = 'text-anchor="end" font-size="11"'
 
 
 @dataclass(frozen=True)
@@ -41,23 +42,23 @@ def _scale(top: float) -> float:
 
 
 def _frame(title: str, labels: Sequence[str], top: float, unit: str, body: list[str]) -> SafeString:
-    plot_h = HEIGHT - TOP - BOTTOM
+    bottom = HEIGHT - BOTTOM
     parts = [
         f'<svg class="taskq-chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}" preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
-        f'<line class="taskq-axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH}" y2="{TOP + plot_h}" stroke="#999"/>',
-        f'<line class="taskq-axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="#999"/>',
-        f'<text class="taskq-tick" x="{LEFT - 4}" y="{TOP + 10}" text-anchor="end" font-size="11">'
-        f"{escape(_number(top) + unit)}</text>",
-        f'<text class="taskq-tick" x="{LEFT - 4}" y="{TOP + plot_h}" text-anchor="end" font-size="11">0</text>',
+        f'<line class="taskq-axis" x1="{LEFT}" y1="{bottom}" x2="{WIDTH}" y2="{bottom}" stroke="#999"/>',
+        f'<line class="taskq-axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#999"/>',
+        f'<text class="taskq-tick" x="{LEFT - 4}" y="{TOP + 10}" {RIGHT_ALIGNED}>{escape(_number(top))}'
+        f"{escape(unit)}</text>",
+        f'<text class="taskq-tick" x="{LEFT - 4}" y="{bottom}" {RIGHT_ALIGNED}>0</text>',
     ]
     if labels:
         parts.append(
             f'<text class="taskq-tick" x="{LEFT}" y="{HEIGHT - 4}" font-size="11">{escape(labels[0])}</text>'
         )
         parts.append(
-            f'<text class="taskq-tick" x="{WIDTH}" y="{HEIGHT - 4}" text-anchor="end" font-size="11">'
+            f'<text class="taskq-tick" x="{WIDTH}" y="{HEIGHT - 4}" {RIGHT_ALIGNED}>'
             f"{escape(labels[-1])}</text>"
         )
     # Every fragment is built from escaped text and numbers formatted here.
@@ -75,7 +76,7 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], unit:
     body = []
     for i, label in enumerate(labels):
         x = LEFT + i * slot + gap / 2
-        base = TOP + plot_h
+        base = float(TOP + plot_h)
         tip = "; ".join(f"{s.name} {_number(s.values[i] or 0)}{unit}" for s in series)
         body.append(f"<g><title>{escape(label)}: {escape(tip)}</title>")
         for s in series:
@@ -100,6 +101,7 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], unit
     slot = (WIDTH - LEFT) / max(n, 1)
     body = []
     for s in series:
+        fill = f'fill="{escape(s.colour)}"'
         runs: list[list[str]] = [[]]
         for i, value in enumerate(s.values):
             if value is None:
@@ -110,8 +112,8 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series], unit
             runs[-1].append(f"{x:.1f},{y:.1f}")
         for points in runs:
             if len(points) == 1:
-                x, y = points[0].split(",")
-                body.append(f'<circle class="taskq-{escape(s.css)}" cx="{x}" cy="{y}" r="2" fill="{escape(s.colour)}"/>')
+                cx, cy = points[0].split(",")
+                body.append(f'<circle class="taskq-{escape(s.css)}" cx="{cx}" cy="{cy}" r="2" {fill}/>')
             elif points:
                 body.append(
                     f'<polyline class="taskq-{escape(s.css)}" points="{" ".join(points)}" fill="none" '

@@ -40,7 +40,7 @@ def entry(outcome: str, finished_at: datetime, attempt: int = 1) -> dict[str, An
 def ended(
     status: Status, at: datetime, path: str = ADD, run: float = 2.0, wait: float = 1.0, **fields: Any
 ) -> Task:
-    """A task of ``path`` that became due ``wait + run`` seconds before ``at``, started, and ended at ``at``."""
+    """A ``path`` task, due ``wait + run`` seconds before ``at``, that started and ended at ``at``."""
     started = at - timedelta(seconds=run)
     due = started - timedelta(seconds=wait)
     return make(
@@ -70,10 +70,18 @@ def test_per_minute_counts_each_outcome_in_the_minute_it_ended() -> None:
         Status.SUCCEEDED,
         NOW - timedelta(minutes=4),
         attempts=2,
-        history=[entry("retried", NOW - timedelta(minutes=5)), entry("succeeded", NOW - timedelta(minutes=4), 2)],
+        history=[
+            entry("retried", NOW - timedelta(minutes=5)),
+            entry("succeeded", NOW - timedelta(minutes=4), 2),
+        ],
     )
     # Back in the queue after its first attempt timed out at -3 min.
-    make(tasks.add, attempts=1, run_after=NOW + MINUTE, history=[entry("timed_out", NOW - timedelta(minutes=3))])
+    make(
+        tasks.add,
+        attempts=1,
+        run_after=NOW + MINUTE,
+        history=[entry("timed_out", NOW - timedelta(minutes=3))],
+    )
     ended(Status.SUCCEEDED, NOW - timedelta(hours=2))  # outside the hour
 
     per_minute, per_hour, rolled_until = dashboard.throughput(NOW)
@@ -107,7 +115,9 @@ def test_roll_up_writes_each_settled_minute_once_and_the_week_reads_it() -> None
     per_minute, per_hour, rolled_until = dashboard.throughput(NOW)
 
     assert rolled_until == floor_minute(NOW)  # the current minute comes from the rows
-    three_hours_ago = next(b for b in per_hour.buckets if b.start == dashboard.floor_hour(NOW - timedelta(hours=3)))
+    three_hours_ago = next(
+        b for b in per_hour.buckets if b.start == dashboard.floor_hour(NOW - timedelta(hours=3))
+    )
     assert (three_hours_ago.succeeded, three_hours_ago.failed) == (1, 1)
     assert per_hour.buckets[-1].succeeded == 1
     assert per_minute.buckets[-1].succeeded == 1
@@ -132,7 +142,8 @@ def test_roll_up_samples_the_backlog_into_the_newest_minute() -> None:
     roll_up(NOW, limit=3)
 
     newest = MinuteRollup.objects.order_by("-minute").first()
-    assert newest is not None and newest.minute == floor_minute(NOW) - MINUTE
+    assert newest is not None
+    assert newest.minute == floor_minute(NOW) - MINUTE
     assert (newest.due, newest.lag) == (2, 90.0)
     assert MinuteRollup.objects.filter(due__isnull=False).count() == 1
     minutes, hours = dashboard.backlog_history(NOW)
@@ -159,9 +170,17 @@ def test_roll_up_forgets_minutes_older_than_it_keeps() -> None:
 
 @pytest.mark.parametrize(
     ("values", "fraction", "expected"),
-    [([], 0.5, None), ([3.0], 0.95, 3.0), ([4, 1, 3, 2], 0.5, 2), ([4, 1, 3, 2], 0.95, 4), ([*range(1, 101)], 0.95, 95)],
+    [
+        ([], 0.5, None),
+        ([3.0], 0.95, 3.0),
+        ([4, 1, 3, 2], 0.5, 2),
+        ([4, 1, 3, 2], 0.95, 4),
+        ([*range(1, 101)], 0.95, 95),
+    ],
 )
-def test_percentile_uses_the_nearest_rank(values: list[float], fraction: float, expected: float | None) -> None:
+def test_percentile_uses_the_nearest_rank(
+    values: list[float], fraction: float, expected: float | None
+) -> None:
     assert dashboard.percentile(values, fraction) == expected
 
 
@@ -184,7 +203,8 @@ def test_timings_give_each_function_its_wait_and_run_percentiles() -> None:
     assert (add.wait_p50, add.wait_p95) == (5.0, 9.5)
     assert (by_path[FAIL].failed, by_path[FAIL].run_p95) == (1, 30.0)
     day_by_path = {t.path: t for t in day}
-    assert day_by_path[FAIL].count == 2 and day_by_path[FAIL].run_p95 == 60.0
+    assert day_by_path[FAIL].count == 2
+    assert day_by_path[FAIL].run_p95 == 60.0
     assert day_by_path[ECHO].wait_p50 == 3.0
 
 
@@ -211,11 +231,17 @@ def test_pools_count_busy_runners_and_mark_the_stale() -> None:
 
     found = {p.name: p for p in dashboard.pools(NOW)}
 
-    assert (found["web-1:42:cafe"].busy, found["web-1:42:cafe"].free, found["web-1:42:cafe"].stale) == (3, 1, False)
+    assert (found["web-1:42:cafe"].busy, found["web-1:42:cafe"].free, found["web-1:42:cafe"].stale) == (
+        3,
+        1,
+        False,
+    )
     assert (found["web-2:7:beef"].busy, found["web-2:7:beef"].stale) == (0, True)
 
 
-def test_build_reads_the_backlog_now_in_a_bounded_number_of_queries(django_assert_max_num_queries: Any) -> None:
+def test_build_reads_the_backlog_now_in_a_bounded_number_of_queries(
+    django_assert_max_num_queries: Any,
+) -> None:
     make(tasks.add, run_after=NOW - timedelta(minutes=2))
     ended(Status.SUCCEEDED, NOW - timedelta(minutes=1))
     roll_up(NOW - timedelta(minutes=5), limit=60)
