@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, Max, Sum
-from django.db.models.functions import TruncHour
 
 from taskq.conf import settings
 from taskq.models import Status, Task, Worker
@@ -173,7 +172,6 @@ def throughput(now: datetime) -> tuple[Throughput, Throughput, datetime | None]:
     by_hour: dict[datetime, Counts] = defaultdict(Counts)
     for row in (
         MinuteRollup.objects.filter(minute__gte=hour_starts[0], minute__lt=tail_start)
-        .annotate(hour=TruncHour("minute", tzinfo=UTC))
         .order_by()
         .values("hour")
         .annotate(s=Sum("succeeded"), f=Sum("failed"), r=Sum("retried"))
@@ -207,7 +205,6 @@ def backlog_history(now: datetime) -> tuple[list[BacklogPoint], list[BacklogPoin
     hours = {
         floor_minute(row["hour"]): (row["due"], row["lag"])
         for row in sampled.filter(minute__gte=hour_starts[0])
-        .annotate(hour=TruncHour("minute", tzinfo=UTC))
         .order_by()
         .values("hour")
         .annotate(due=Max("due"), lag=Max("lag"))
@@ -315,6 +312,8 @@ def build(now: datetime) -> Dashboard:
     due, lag = backlog(now)
     per_minute, per_hour, rolled_until = throughput(now)
     backlog_minutes, backlog_hours = backlog_history(now)
+    # The current minute has no sample yet: it shows the backlog as read now.
+    backlog_minutes[-1] = BacklogPoint(backlog_minutes[-1].start, due, lag)
     timings_hour, timings_day = timings(now)
     return Dashboard(
         at=now,

@@ -152,7 +152,8 @@ def test_roll_up_samples_the_backlog_into_the_newest_minute() -> None:
 
 
 def test_roll_up_keeps_a_minute_another_pool_wrote_first() -> None:
-    MinuteRollup.objects.create(minute=floor_minute(NOW) - MINUTE, succeeded=7)
+    minute = floor_minute(NOW) - MINUTE
+    MinuteRollup.objects.create(minute=minute, hour=minute.replace(minute=0), succeeded=7)
     ended(Status.SUCCEEDED, NOW - timedelta(minutes=1))
 
     assert roll_up(NOW + timedelta(minutes=1), limit=1) == 1
@@ -161,7 +162,8 @@ def test_roll_up_keeps_a_minute_another_pool_wrote_first() -> None:
 
 
 def test_roll_up_forgets_minutes_older_than_it_keeps() -> None:
-    MinuteRollup.objects.create(minute=floor_minute(NOW - timedelta(days=9)))
+    old = floor_minute(NOW - timedelta(days=9))
+    MinuteRollup.objects.create(minute=old, hour=old.replace(minute=0))
 
     roll_up(NOW, limit=1)
 

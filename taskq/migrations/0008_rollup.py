@@ -17,6 +17,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("minute", models.DateTimeField(unique=True)),
+                ("hour", models.DateTimeField()),
                 ("succeeded", models.PositiveIntegerField(default=0)),
                 ("failed", models.PositiveIntegerField(default=0)),
                 ("retried", models.PositiveIntegerField(default=0)),
