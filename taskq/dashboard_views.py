@@ -51,7 +51,7 @@ def dashboard_view(admin_site: AdminSite) -> Callable[[HttpRequest], HttpRespons
 def figures_context(board: Dashboard) -> dict[str, Any]:
     """The template's context: the figures, their charts, and the rows of their tables."""
     minute_labels = [_label(b.start, "%H:%M") for b in board.per_minute.buckets]
-    hour_labels = [_label(b.start, "%a %H:%M") for b in board.per_hour.buckets]
+    hour_labels = [_label(b.start, "%d %b %H:%M") for b in board.per_hour.buckets]
     return {
         "board": board,
         "refresh_seconds": REFRESH_SECONDS,
