@@ -94,7 +94,8 @@ r AS (
 ),
 t AS (
     SELECT r.*,
-        strftime('%%Y-%%m-%%d %%H:%%M:%%S', at / 1000, 'unixepoch') || printf('.%%06d', (at %% 1000) * 1000) AS at_0,
+        strftime('%%Y-%%m-%%d %%H:%%M:%%S', at / 1000, 'unixepoch')
+            || printf('.%%06d', (at %% 1000) * 1000) AS at_0,
         strftime('%%Y-%%m-%%d %%H:%%M:%%S', (at + 500) / 1000, 'unixepoch')
             || printf('.%%06d', ((at + 500) %% 1000) * 1000) AS at_start,
         strftime('%%Y-%%m-%%d %%H:%%M:%%S', (at + 2000) / 1000, 'unixepoch')
@@ -130,7 +131,8 @@ SELECT
     CASE WHEN status = 'succeeded' THEN json(g) END,
     CASE WHEN status = 'failed' THEN 'ValueError: row ' || g || ' failed' ELSE '' END,
     CASE WHEN status = 'failed'
-        THEN 'Traceback (most recent call last):' || replace(hex(zeroblob(8)), '00', char(10) || '  File "bench.py", line 1')
+        THEN 'Traceback (most recent call last):'
+            || replace(hex(zeroblob(8)), '00', char(10) || '  File "bench.py", line 1')
         ELSE '' END,
     '',
     CASE WHEN status IN ('queued', 'running') THEN '[]'

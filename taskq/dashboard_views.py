@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from taskq import svg
-from taskq.dashboard import BacklogPoint, Bucket, Dashboard, build
+from taskq.dashboard import BacklogPoint, Bucket, Dashboard, Timing, build
 from taskq.status import format_duration
 
 REFRESH_SECONDS = 5
@@ -125,7 +125,7 @@ def _sampled_rows(labels: list[str], points: list[BacklogPoint]) -> list[dict[st
     ]
 
 
-def _timing_row(t: Any) -> dict[str, Any]:
+def _timing_row(t: Timing) -> dict[str, Any]:
     return {
         "timing": t,
         "wait_p50": format_duration(t.wait_p50),

@@ -6,6 +6,7 @@ the pools instead write one row per minute, each counted once from an indexed ra
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -14,6 +15,8 @@ from django.db import models
 from django.db.models import Count, Min
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
+
+logger = logging.getLogger("taskq")
 
 MINUTE = timedelta(minutes=1)
 # A minute is rolled once it is this far behind, so outcomes written by a pool whose
@@ -147,9 +150,11 @@ def roll_up(now: datetime | None = None, limit: int = MAX_MINUTES_PER_CALL) -> i
     now = now or timezone.now()
     settled = floor_minute(now - SETTLE)  # minutes before this one are settled
     last = MinuteRollup.objects.order_by("-minute").values_list("minute", flat=True).first()
-    start = max(floor_minute(last) + MINUTE if last else settled, settled - KEEP + MINUTE)
     if last is None:
+        # A first rollup starts ``limit`` minutes back, not from the beginning of time.
         start = settled - min(KEEP - MINUTE, MINUTE * limit)
+    else:
+        start = max(floor_minute(last) + MINUTE, settled - KEEP + MINUTE)
     end = min(start + MINUTE * limit, settled)
     if start >= end:
         return 0
@@ -175,4 +180,5 @@ def roll_up(now: datetime | None = None, limit: int = MAX_MINUTES_PER_CALL) -> i
         at += MINUTE
     MinuteRollup.objects.bulk_create(rows, ignore_conflicts=True)
     MinuteRollup.objects.filter(minute__lt=settled - KEEP).delete()
+    logger.debug("event=rolled_up minutes=%s from=%s due=%s", len(rows), start.isoformat(), due)
     return len(rows)
