@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Sum
+from django.db.models.functions import Greatest
 
 from taskq.conf import settings
 from taskq.models import Status, Task, Worker
@@ -226,16 +227,23 @@ def timings(now: datetime) -> tuple[list[Timing], list[Timing]]:
     return _timings(hour), _timings(day)
 
 
-_Row = tuple[str, str, datetime, datetime, datetime | None, datetime | None]
+_Row = tuple[str, str, timedelta | None, timedelta | None]
 
 
 def _sample(start: datetime, end: datetime) -> list[_Row]:
+    # The database subtracts: two durations per row cost less to load than four datetimes.
+    # A task delayed on purpose waits from when it became due, not from its enqueue.
+    wait = ExpressionWrapper(
+        F("started_at") - Greatest("run_after", "enqueued_at"), output_field=DurationField()
+    )
+    run = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     rows: list[_Row] = []
     for status in (Status.SUCCEEDED, Status.FAILED):
         rows += (
             Task.objects.filter(status=status, finished_at__gte=start, finished_at__lt=end)
             .order_by("-finished_at")
-            .values_list("path", "status", "run_after", "enqueued_at", "started_at", "finished_at")[:SAMPLE]
+            .annotate(wait=wait, run=run)
+            .values_list("path", "status", "wait", "run")[:SAMPLE]
         )
     return rows
 
@@ -245,15 +253,13 @@ def _timings(rows: list[_Row]) -> list[Timing]:
     runs: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
     failed: dict[str, int] = defaultdict(int)
-    for path, status, run_after, enqueued_at, started_at, finished_at in rows:
+    for path, status, wait, run in rows:
         counts[path] += 1
         failed[path] += status == Status.FAILED
-        if started_at is None:
-            continue
-        # A task delayed on purpose waits from when it became due, not from its enqueue.
-        waits[path].append(max((started_at - max(run_after, enqueued_at)).total_seconds(), 0.0))
-        if finished_at is not None:
-            runs[path].append(max((finished_at - started_at).total_seconds(), 0.0))
+        if wait is not None:
+            waits[path].append(max(wait.total_seconds(), 0.0))
+        if run is not None:
+            runs[path].append(max(run.total_seconds(), 0.0))
     return [
         Timing(
             path,
