@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from taskq import dashboard
+from taskq import dashboard, svg
 from taskq.models import Status, Task, Worker
 from taskq.rollup import MINUTE, MinuteRollup, floor_minute, roll_up
 from tests.rows import make
@@ -264,3 +264,20 @@ def test_build_reads_the_same_figures_at_any_time_zone(settings: Any) -> None:
 
     assert board.per_hour.totals.succeeded == 1
     assert all(b.start.minute == 0 for b in board.per_hour.buckets)
+
+
+@pytest.mark.django_db(databases=[])
+def test_svg_charts_escape_every_text_and_draw_nothing_for_no_data() -> None:
+    evil = "<script>alert(1)</script>"
+    series = [svg.Series(evil, [0, 3, None], "x", '"red'), svg.Series("b", [0, 1, 2], "y", "#000")]
+
+    bars = svg.bar_chart(evil, [evil, "b", "c"], series)
+    lines = svg.line_chart(evil, ["a", "b", "c"], series, unit=evil)
+
+    for chart in (bars, lines):
+        assert "<script>" not in chart
+        assert "&lt;script&gt;" in chart
+        assert '"red' not in chart
+    assert bars.count("<rect") == 3  # the zeros and the missing value draw no bar
+    assert lines.count("<polyline") == 2
+    assert "<rect" not in svg.bar_chart("empty", ["a"], [svg.Series("s", [0], "s", "#000")])
