@@ -159,13 +159,14 @@ def roll_up(now: datetime | None = None, limit: int = MAX_MINUTES_PER_CALL) -> i
     if start >= end:
         return 0
     counts = count_outcomes(start, end)
-    due, lag = backlog(now)
+    # Only a roll that reaches the present samples the backlog, into its newest minute.
+    due, lag = backlog(now) if end == settled else (None, None)
     newest = end - MINUTE
     rows = []
     at = start
     while at < end:
         c = counts.get(at, Counts())
-        sampled = at == newest and end == settled
+        sampled = at == newest
         rows.append(
             MinuteRollup(
                 minute=at,
