@@ -1,10 +1,12 @@
-"""How the task admin and taskq_status hold up with a million task rows on PostgreSQL.
+"""How the task admin, the queue dashboard and taskq_status hold up with a million task rows.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/taskq_bench .venv/bin/python bench/admin_scale.py
+    DATABASE_URL=sqlite:////tmp/taskq_bench.sqlite3 .venv/bin/python bench/admin_scale.py
 
 Fills a dedicated database (created if missing, every task row replaced) with --rows tasks
-in one INSERT ... SELECT generate_series, then prints the median time and the query count of
-each admin page and of taskq_status. Not part of the test suite.
+in one INSERT ... SELECT (generate_series on PostgreSQL, a recursive CTE on SQLite), rolls a
+week of them up for the dashboard, then prints the median time and the query count of each
+admin page and of taskq_status. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/taskq_ops_bench")
 
 # A week of tasks, newest last: most succeeded, every 50th failed, every 200th cancelled,
-# the newest 2,000 still queued (due, so the backlog lags) and 10 running.
+# every 30th succeeded on its second attempt, the newest 2,000 still queued (due, so the
+# backlog lags) and 10 running.
 FILL = """
 INSERT INTO taskq_task (path, args, kwargs, signature, queue, priority, status, attempts,
     max_attempts, timeout, run_after, enqueued_at, started_at, finished_at, lease_expires_at,
-    worker, cancel_requested, result, error, traceback, retried_by)
+    worker, cancel_requested, result, error, traceback, retried_by, history)
 SELECT
     'bench.tasks.function_' || (g %% 23),
     jsonb_build_array(g, 'user-' || g),
@@ -39,7 +42,7 @@ SELECT
     CASE WHEN g %% 10 < 7 THEN 'default' WHEN g %% 10 < 9 THEN 'emails' ELSE 'reports' END,
     0,
     s.status,
-    CASE WHEN s.status = 'queued' THEN 0 ELSE 1 END,
+    CASE WHEN s.status = 'queued' THEN 0 WHEN s.status = 'succeeded' AND g %% 30 = 1 THEN 2 ELSE 1 END,
     3,
     NULL,
     t.at,
@@ -54,7 +57,18 @@ SELECT
     CASE WHEN s.status = 'failed'
         THEN 'Traceback (most recent call last):' || repeat(E'\\n  File "bench.py", line 1', 8)
         ELSE '' END,
-    ''
+    '',
+    CASE WHEN s.status IN ('queued', 'running') THEN '[]'::jsonb
+    ELSE (CASE WHEN s.status = 'succeeded' AND g %% 30 = 1 THEN jsonb_build_array(jsonb_build_object(
+            'attempt', 1, 'worker', 'bench:1:00000000', 'outcome', 'retried',
+            'started_at', t.at, 'finished_at', t.at + interval '1 s',
+            'error', 'ValueError: try again', 'exception', 'builtins.ValueError', 'traceback', ''))
+        ELSE '[]'::jsonb END)
+        || jsonb_build_array(jsonb_build_object(
+            'attempt', 1, 'worker', 'bench:1:00000000', 'outcome', s.status,
+            'started_at', t.at + interval '0.5 s', 'finished_at', t.at + interval '2 s',
+            'error', '', 'exception', '', 'traceback', ''))
+    END
 FROM generate_series(1, %(rows)s) AS g
 CROSS JOIN LATERAL (SELECT now() - (%(rows)s - g) * interval '600 ms' AS at) AS t
 CROSS JOIN LATERAL (SELECT CASE
@@ -63,6 +77,75 @@ CROSS JOIN LATERAL (SELECT CASE
     WHEN g %% 50 = 0 THEN 'failed'
     WHEN g %% 200 = 7 THEN 'cancelled'
     ELSE 'succeeded' END AS status) AS s
+"""
+
+# The same rows on SQLite; times are text as Django writes them, in UTC.
+SQLITE_FILL = """
+WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %(rows)s),
+r AS (
+    SELECT n AS g, CASE
+        WHEN n > %(rows)s - 2000 THEN 'queued'
+        WHEN n > %(rows)s - 2010 THEN 'running'
+        WHEN n %% 50 = 0 THEN 'failed'
+        WHEN n %% 200 = 7 THEN 'cancelled'
+        ELSE 'succeeded' END AS status,
+        %(now_ms)s - (%(rows)s - n) * 600 AS at
+    FROM g
+),
+t AS (
+    SELECT r.*,
+        strftime('%%Y-%%m-%%d %%H:%%M:%%S', at / 1000, 'unixepoch')
+            || printf('.%%06d', (at %% 1000) * 1000) AS at_0,
+        strftime('%%Y-%%m-%%d %%H:%%M:%%S', (at + 500) / 1000, 'unixepoch')
+            || printf('.%%06d', ((at + 500) %% 1000) * 1000) AS at_start,
+        strftime('%%Y-%%m-%%d %%H:%%M:%%S', (at + 2000) / 1000, 'unixepoch')
+            || printf('.%%06d', ((at + 2000) %% 1000) * 1000) AS at_end,
+        strftime('%%Y-%%m-%%dT%%H:%%M:%%S', (at + 1000) / 1000, 'unixepoch')
+            || printf('.%%06d+00:00', ((at + 1000) %% 1000) * 1000) AS iso_retried,
+        strftime('%%Y-%%m-%%dT%%H:%%M:%%S', (at + 2000) / 1000, 'unixepoch')
+            || printf('.%%06d+00:00', ((at + 2000) %% 1000) * 1000) AS iso_end,
+        status = 'succeeded' AND g %% 30 = 1 AS retried
+    FROM r
+)
+INSERT INTO taskq_task (path, args, kwargs, signature, queue, priority, status, attempts,
+    max_attempts, timeout, run_after, enqueued_at, started_at, finished_at, lease_expires_at,
+    worker, cancel_requested, result, error, traceback, retried_by, history)
+SELECT
+    'bench.tasks.function_' || (g %% 23),
+    json_array(g, 'user-' || g),
+    '{}',
+    'unsigned',
+    CASE WHEN g %% 10 < 7 THEN 'default' WHEN g %% 10 < 9 THEN 'emails' ELSE 'reports' END,
+    0,
+    status,
+    CASE WHEN status = 'queued' THEN 0 WHEN retried THEN 2 ELSE 1 END,
+    3,
+    NULL,
+    at_0,
+    at_0,
+    CASE WHEN status IN ('queued', 'cancelled') THEN NULL ELSE at_start END,
+    CASE WHEN status IN ('queued', 'running') THEN NULL ELSE at_end END,
+    CASE WHEN status = 'running' THEN strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '+1 minute') END,
+    CASE WHEN status IN ('queued', 'cancelled') THEN '' ELSE 'bench:1:00000000' END,
+    0,
+    CASE WHEN status = 'succeeded' THEN json(g) END,
+    CASE WHEN status = 'failed' THEN 'ValueError: row ' || g || ' failed' ELSE '' END,
+    CASE WHEN status = 'failed'
+        THEN 'Traceback (most recent call last):'
+            || replace(hex(zeroblob(8)), '00', char(10) || '  File "bench.py", line 1')
+        ELSE '' END,
+    '',
+    CASE WHEN status IN ('queued', 'running') THEN '[]'
+    WHEN retried THEN json_array(
+        json_object('attempt', 1, 'worker', 'bench:1:00000000', 'outcome', 'retried',
+            'started_at', iso_retried, 'finished_at', iso_retried,
+            'error', 'ValueError: try again', 'exception', 'builtins.ValueError', 'traceback', ''),
+        json_object('attempt', 2, 'worker', 'bench:1:00000000', 'outcome', status,
+            'started_at', iso_end, 'finished_at', iso_end, 'error', '', 'exception', '', 'traceback', ''))
+    ELSE json_array(json_object('attempt', 1, 'worker', 'bench:1:00000000', 'outcome', status,
+            'started_at', iso_end, 'finished_at', iso_end, 'error', '', 'exception', '', 'traceback', ''))
+    END
+FROM t
 """
 
 HEADER = f"{'median ms':>10} {'queries':>8} {'slowest query ms':>17}"
@@ -110,10 +193,54 @@ def fill(rows: int) -> float:
 
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE taskq_task RESTART IDENTITY")
-        cursor.execute(FILL, {"rows": rows})
-        cursor.execute("VACUUM ANALYZE taskq_task")
+        if connection.vendor == "sqlite":
+            cursor.execute("DELETE FROM taskq_task")
+            cursor.execute("DELETE FROM sqlite_sequence WHERE name = 'taskq_task'")
+            cursor.execute(SQLITE_FILL, {"rows": rows, "now_ms": int(time.time() * 1000)})
+            cursor.execute("ANALYZE")
+        else:
+            cursor.execute("TRUNCATE taskq_task RESTART IDENTITY")
+            cursor.execute(FILL, {"rows": rows})
+            cursor.execute("VACUUM ANALYZE taskq_task")
     return time.perf_counter() - started
+
+
+def roll_up_week() -> float:
+    """Roll up every minute of the last week, as the pools would have done minute by minute."""
+    from taskq.rollup import KEEP, MINUTE, MinuteRollup, roll_up
+
+    started = time.perf_counter()
+    MinuteRollup.objects.all().delete()
+    roll_up(limit=KEEP // MINUTE)
+    return time.perf_counter() - started
+
+
+class DashboardURLs:
+    """A URLconf with the dashboard wired in, for a checkout where TaskAdmin does not wire it yet."""
+
+    @property
+    def urlpatterns(self) -> list[Any]:
+        from django.contrib import admin
+        from django.urls import include, path
+
+        from taskq.dashboard_views import dashboard_urls
+
+        return [
+            path("admin/taskq/task/", include(dashboard_urls(admin.site))),
+            path("admin/", admin.site.urls),
+        ]
+
+
+def dashboard_url() -> str:
+    """The dashboard's path, wiring it into the URLconf first where TaskAdmin does not."""
+    from django.conf import settings
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse("admin:taskq_task_dashboard")
+    except NoReverseMatch:
+        settings.ROOT_URLCONF = DashboardURLs()
+        return "/admin/taskq/task/dashboard/"
 
 
 def measure(fn: Callable[[], Any], repeat: int) -> tuple[float, int, float]:
@@ -140,9 +267,11 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="Keep the rows if the table has --rows.")
     options = parser.parse_args()
     url = os.environ["DATABASE_URL"]
-    if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit("admin_scale.py fills its table with generate_series: point DATABASE_URL at PostgreSQL")
-    ensure_database(url)
+    postgres = url.startswith(("postgres://", "postgresql://"))
+    if not postgres and not url.startswith("sqlite:"):
+        sys.exit("admin_scale.py fills PostgreSQL or SQLite: point DATABASE_URL at one of them")
+    if postgres:
+        ensure_database(url)
 
     import django
 
@@ -163,16 +292,21 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = 'taskq_task'")
+        if postgres:
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = 'taskq_task'")
+        else:
+            cursor.execute("SELECT count(*) FROM taskq_task")
         estimate = cursor.fetchone()[0]
     if options.reuse and abs(estimate - options.rows) <= options.rows // 100:
         print(f"reusing about {estimate:,} task rows")
     else:
-        print(f"filling {options.rows:,} task rows ...", flush=True)
-        print(f"  INSERT ... SELECT generate_series + VACUUM ANALYZE: {fill(options.rows):.1f} s")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('taskq_task'))")
-        print(f"  taskq_task with its indexes: {cursor.fetchone()[0]}")
+        print(f"filling {options.rows:,} task rows on {connection.vendor} ...", flush=True)
+        print(f"  INSERT ... SELECT + ANALYZE: {fill(options.rows):.1f} s")
+    print(f"  roll_up() over the week: {roll_up_week():.1f} s")
+    if postgres:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('taskq_task'))")
+            print(f"  taskq_task with its indexes: {cursor.fetchone()[0]}")
 
     user, _ = User.objects.get_or_create(username="bench", defaults={"is_staff": True, "is_superuser": True})
     client = Client()
@@ -193,6 +327,17 @@ def main() -> None:
             assert response.status_code == 200, (path, response.status_code)
 
         median, count, slowest = measure(get, options.repeat)
+        print(f"{title:<44} {median:>10.1f} {count:>8} {slowest:>17.1f}")
+
+    print(f"\n{'queue dashboard':<44} {HEADER}")
+    dashboard = dashboard_url()
+    for title, query in [("dashboard page", ""), ("dashboard fragment (the refresh)", "?fragment=1")]:
+
+        def get_dashboard(path: str = dashboard + query) -> None:
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+
+        median, count, slowest = measure(get_dashboard, options.repeat)
         print(f"{title:<44} {median:>10.1f} {count:>8} {slowest:>17.1f}")
 
     print(f"\n{'the same list with a stock ModelAdmin':<44} {HEADER}")
