@@ -207,7 +207,8 @@ def fill(rows: int) -> float:
 
 def roll_up_week() -> float:
     """Roll up every minute of the last week, as the pools would have done minute by minute."""
-    from taskq.rollup import KEEP, MINUTE, MinuteRollup, roll_up
+    from taskq.models import MinuteRollup
+    from taskq.rollup import KEEP, MINUTE, roll_up
 
     started = time.perf_counter()
     MinuteRollup.objects.all().delete()

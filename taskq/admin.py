@@ -33,6 +33,7 @@ from taskq.changelist import (
     search,
 )
 from taskq.conf import settings
+from taskq.dashboard_views import dashboard_urls
 from taskq.models import FINISHED, Requeued, Status, Task, TaskQuerySet, Worker
 from taskq.status import format_duration
 
@@ -306,6 +307,7 @@ class TaskAdmin(TaskModelAdmin):
         # Before the model's own URLs, whose "<object_id>/" would take "schedules/" for an id.
         name = f"{self.opts.app_label}_{self.opts.model_name}_schedules"
         return [
+            *dashboard_urls(self.admin_site),
             path("schedules/", self.admin_site.admin_view(self.schedules_view), name=name),
             *super().get_urls(),
         ]

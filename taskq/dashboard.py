@@ -12,8 +12,8 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Su
 from django.db.models.functions import Greatest
 
 from taskq.conf import settings
-from taskq.models import Status, Task, Worker
-from taskq.rollup import MINUTE, Counts, MinuteRollup, backlog, count_outcomes, floor_minute
+from taskq.models import MinuteRollup, Status, Task, Worker
+from taskq.rollup import MINUTE, Counts, backlog, count_outcomes, floor_minute
 from taskq.schedule import ScheduleState, describe
 
 HOUR = timedelta(hours=1)
@@ -171,13 +171,13 @@ def throughput(now: datetime) -> tuple[Throughput, Throughput, datetime | None]:
     tail = count_outcomes(tail_start, now + MINUTE)
     by_minute.update(tail)
     by_hour: dict[datetime, Counts] = defaultdict(Counts)
-    for row in (
+    for summed in (
         MinuteRollup.objects.filter(minute__gte=hour_starts[0], minute__lt=tail_start)
         .order_by()
         .values("hour")
         .annotate(s=Sum("succeeded"), f=Sum("failed"), r=Sum("retried"))
     ):
-        by_hour[floor_minute(row["hour"])] = Counts(row["s"], row["f"], row["r"])
+        by_hour[floor_minute(summed["hour"])] = Counts(summed["s"], summed["f"], summed["r"])
     for at, c in tail.items():
         hour = by_hour[floor_hour(at)]
         hour.succeeded, hour.failed, hour.retried = (

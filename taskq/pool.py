@@ -18,6 +18,7 @@ from django.utils import timezone
 from taskq import wake
 from taskq.conf import settings
 from taskq.models import Task, Worker
+from taskq.rollup import roll_up
 from taskq.runners import Runners, tidy_connections
 from taskq.schedule import Scheduler
 
@@ -234,6 +235,8 @@ class Pool:
         if recovered:
             logger.warning("pool=%s event=recovered tasks=%s reason=worker_lost", self.name, recovered)
         Worker.objects.filter(last_heartbeat__lt=now - timedelta(seconds=settings.lease_seconds)).delete()
+        # The dashboard's week of charts reads one row per minute that some pool rolled up.
+        roll_up(now)
         self._prune()
 
     def _prune(self) -> None:

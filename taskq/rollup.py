@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
 
-from django.db import models
 from django.db.models import Count, Min
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
+
+from taskq.models import FINISHED, MinuteRollup, Status, Task
 
 logger = logging.getLogger("taskq")
 
@@ -28,29 +28,6 @@ KEEP = timedelta(days=8)
 MAX_MINUTES_PER_CALL = 60
 # Retries are read from the rows' history; at most this many rows are read per count.
 RETRY_SCAN_LIMIT = 10_000
-
-
-class MinuteRollup(models.Model):
-    """Tasks that finished or were retried in one minute (UTC), and the backlog seen just after it."""
-
-    minute = models.DateTimeField(unique=True)
-    # The minute's hour, so a week is summed per hour by a plain GROUP BY: truncating
-    # ten thousand minutes costs a Python call per row on SQLite.
-    hour = models.DateTimeField()
-    succeeded = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
-    retried = models.PositiveIntegerField(default=0)
-    # Sampled when the minute was rolled; NULL for minutes rolled while catching up.
-    due = models.PositiveIntegerField(null=True)
-    lag = models.FloatField(null=True, help_text="Seconds the oldest due task had waited.")
-
-    objects: ClassVar[models.Manager[MinuteRollup]] = models.Manager()
-
-    class Meta:
-        app_label = "taskq"
-
-    def __str__(self) -> str:
-        return f"{self.minute:%Y-%m-%d %H:%M} +{self.succeeded} !{self.failed} ~{self.retried}"
 
 
 @dataclass
@@ -69,8 +46,6 @@ def floor_minute(moment: datetime) -> datetime:
 
 def count_outcomes(start: datetime, end: datetime) -> dict[datetime, Counts]:
     """Succeeded, failed and retried attempts per UTC minute in [start, end), from indexed ranges."""
-    from taskq.models import Status, Task
-
     counts: dict[datetime, Counts] = {}
     # GROUP BY over a range of taskq_finished_idx (status, finished_at).
     rows = (
@@ -92,8 +67,6 @@ def count_outcomes(start: datetime, end: datetime) -> dict[datetime, Counts]:
 
 def retries(start: datetime, end: datetime) -> list[datetime]:
     """When each attempt that was retried in [start, end) ended, read from the rows' history."""
-    from taskq.models import FINISHED, Status, Task
-
     # An attempt followed by another, or the last attempt of a row that is back in the
     # queue or running again, was retried. Such a row has more than one attempt and
     # finished after ``start``, or was queued to run, or started, after its retry ended:
@@ -128,8 +101,6 @@ def _parse(value: object) -> datetime | None:
 
 def backlog(now: datetime) -> tuple[int, float | None]:
     """How many tasks are due at ``now``, and how many seconds the oldest has waited."""
-    from taskq.models import Task
-
     # A range on taskq_due_idx (status, run_after).
     found = (
         Task.objects.queued()

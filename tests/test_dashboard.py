@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from taskq import dashboard, svg
-from taskq.models import Status, Task, Worker
-from taskq.rollup import MINUTE, MinuteRollup, floor_minute, roll_up
+from taskq.models import MinuteRollup, Status, Task, Worker
+from taskq.rollup import MINUTE, floor_minute, roll_up
 from tests.rows import make
 from tests.testapp import tasks
 

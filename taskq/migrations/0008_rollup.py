@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("taskq", "0005_uid_history"),
+        ("taskq", "0007_progress"),
     ]
 
     operations = [
