@@ -53,9 +53,12 @@ STATIC_URL = "static/"
 _default = environ.Env().db_url_config(
     os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / '.test-db.sqlite3'}"
 )
-# Threads share the test database, so SQLite's test database must be a file, not memory.
+# Threads share the test database, so SQLite's test database must be a file, not memory:
+# one beside the database DATABASE_URL names, so runs against different files can overlap.
 if _default["ENGINE"] == "django.db.backends.sqlite3":
-    _default["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    _named = Path(str(_default["NAME"]))
+    _test_file = _named.with_name(f".test-{_named.stem}.sqlite3") if os.environ.get("DATABASE_URL") else None
+    _default["TEST"] = {"NAME": str(_test_file or BASE_DIR / ".test-db.sqlite3")}
 DATABASES = {"default": tune(_default)}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
