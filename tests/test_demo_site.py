@@ -488,7 +488,7 @@ class TestRetrying:
         retrying = re.search(r'<p class="retrying" id="retrying">(.*?)</p>', page, re.S)
         assert retrying is not None
         assert " ".join(re.sub(r"<[^>]+>", "", retrying[1]).split()) == f"Retrying: attempt 2 of 3 at {at}"
-        assert f'<span class="ago" data-since="{job.run_after.isoformat()}">' in retrying[1]
+        assert f'<span class="ago" data-since="{job.run_after.isoformat()}" data-due>' in retrying[1]
         home = client.get("/").content.decode()
         assert 'data-field="status_label" data-status="retrying">Retrying</span>' in home
 

@@ -48,7 +48,10 @@
   function tick() {
     var now = Date.now();
     document.querySelectorAll("[data-since]").forEach(function (el) {
-      if (el.dataset.since) el.textContent = "(" + relative(el.dataset.since, now) + ")";
+      if (!el.dataset.since) return;
+      // A moment still to come (data-due) that has passed is due, not "3 s ago".
+      var due = el.dataset.due !== undefined && Date.parse(el.dataset.since) <= now;
+      el.textContent = "(" + (due ? "due now" : relative(el.dataset.since, now)) + ")";
     });
   }
 
