@@ -276,6 +276,7 @@ def test_the_schedule_rechecks_recent_links_through_djangos_tasks_api_and_the_pa
         return Task.objects.filter(path=RUN_PATH, status="succeeded").order_by("pk").first()
 
     recheck = wait_until(rechecked, timeout=30)
+    assert recheck is not None
     assert jobs.url_of(recheck) == jobs.url_of(visited)
 
     show(browser, demo_live + "/", width)
