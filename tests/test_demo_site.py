@@ -521,7 +521,7 @@ class TestRetrying:
         job = retrying_job()
         data = client.get(f"/jobs/{job.pk}.json").json()
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", data["enqueued_at"])
-        assert data["worker"] == "web-1, pid 2577"
+        assert (data["worker"], data["pool"]) == ("web-1:2577:1937be0d", "web-1, pid 2577")
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,8 @@ def describe(job: Task, detail: bool = False) -> dict[str, Any]:
         "started_at": display.when(job.started_at),
         "finished_at": display.when(job.finished_at),
         "next_attempt_at": display.when(job.run_after) if current == "retrying" else "",
-        "worker": display.pool(job.worker),
+        "worker": job.worker,
+        "pool": display.pool(job.worker),
         "result": job.result,
         "verdict": verdict(job),
         "link": link_status(job),
@@ -127,7 +128,7 @@ def _attempts(job: Task, described: dict[str, Any]) -> dict[str, Any]:
             "number": job.attempts,
             "clock": display.clock(job.started_at),
             "iso": display.iso(job.started_at),
-            "pool": described["worker"],
+            "pool": described["pool"],
         }
     return {
         "job": described,

@@ -46,10 +46,13 @@ def viewport(driver: Any, width: int, height: int = 900) -> None:
 
 
 def show(driver: Any, url: str, width: int) -> None:
-    """Open ``url`` in a viewport exactly ``width`` CSS pixels wide."""
+    """Open ``url`` in a viewport exactly ``width`` CSS pixels wide, once its script has polled."""
     viewport(driver, width)
     driver.get(url)
     assert driver.execute_script("return window.innerWidth;") == width
+    # The first answer redraws the attempts, which would leave elements read before it stale.
+    polled = "var r = document.querySelector('[data-poll]'); return !r || Number(r.dataset.polls) > 0;"
+    wait_for(driver, lambda d: d.execute_script(polled))
 
 
 def fits(driver: Any) -> None:

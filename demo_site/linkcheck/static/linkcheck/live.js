@@ -75,7 +75,10 @@
         return response.json();
       })
       .then(function (data) {
-        if (apply(root, data)) {
+        var done = apply(root, data);
+        // Counted, so a test can wait for the page to have taken in the server's answer.
+        root.dataset.polls = String(Number(root.dataset.polls || 0) + 1);
+        if (done) {
           root.dataset.live = "done";
         } else {
           window.setTimeout(poll, INTERVAL_MS, root);
