@@ -56,10 +56,11 @@ def pool(worker: str) -> str:
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> str:
-    """How long from ``start`` to ``end``, as ``1.2 s``; empty if either is unknown."""
+    """How long from ``start`` to ``end``, as ``1.2 s`` or ``35 ms``; empty if either is unknown."""
     if start is None or end is None:
         return ""
-    return f"{(end - start).total_seconds():.1f} s"
+    seconds = (end - start).total_seconds()
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def attempts(history: Any) -> list[dict[str, Any]]:
