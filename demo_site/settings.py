@@ -110,6 +110,23 @@ TASKQ_AUTOSTART = env.bool("TASKQ_AUTOSTART", default=None)
 TASKQ_WORKERS = env.int("TASKQ_WORKERS", default=4)
 TASKQ_SHUTDOWN_GRACE = env.float("TASKQ_SHUTDOWN_GRACE", default=10.0)
 
+# Django's Tasks API (django.tasks, or the django-tasks backport on 5.2) runs its @task
+# functions in the same pools; OPTIONS gives them what that API has no word for.
+TASKS = {
+    "default": {
+        "BACKEND": "taskq.backends.TaskqBackend",
+        "OPTIONS": {"max_attempts": 3, "timeout": 60},
+    }
+}
+
+# Seconds between re-checks of the latest links by the schedule; 0 switches it off.
+RECHECK_EVERY = env.int("RECHECK_EVERY", default=180)
+TASKQ_SCHEDULE = (
+    {"recheck-recent": {"task": "demo_site.linkcheck.tasks.recheck_recent", "every": RECHECK_EVERY}}
+    if RECHECK_EVERY > 0
+    else {}
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -21,7 +21,12 @@ print(json.dumps({
     "ENGINE": db["ENGINE"], "OPTIONS": db.get("OPTIONS", {}), "CONN_MAX_AGE": db["CONN_MAX_AGE"],
     "TASKQ_WORKERS": s.TASKQ_WORKERS, "TASKQ_AUTOSTART": s.TASKQ_AUTOSTART,
     "STATICFILES": s.STORAGES["staticfiles"]["BACKEND"],
+    "TASKS": s.TASKS, "TASKQ_SCHEDULE": s.TASKQ_SCHEDULE,
 }))
+# The settings pass Django's, taskq's and the Tasks API's system checks.
+import sys
+from django.core.management import call_command
+call_command("check", "--fail-level", "WARNING", stdout=sys.stderr)
 """
 
 
@@ -56,6 +61,16 @@ def test_defaults() -> None:
     assert data["CONN_MAX_AGE"] == 0
     assert (data["TASKQ_WORKERS"], data["TASKQ_AUTOSTART"]) == (4, None)
     assert data["STATICFILES"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    # Django's Tasks API goes through taskq, and the schedule re-checks links every 3 minutes.
+    assert data["TASKS"]["default"]["BACKEND"] == "taskq.backends.TaskqBackend"
+    assert data["TASKQ_SCHEDULE"] == {
+        "recheck-recent": {"task": "demo_site.linkcheck.tasks.recheck_recent", "every": 180}
+    }
+
+
+def test_the_periodic_recheck_follows_recheck_every() -> None:
+    assert dump(DEBUG="true", RECHECK_EVERY="30")["TASKQ_SCHEDULE"]["recheck-recent"]["every"] == 30
+    assert dump(DEBUG="true", RECHECK_EVERY="0")["TASKQ_SCHEDULE"] == {}
 
 
 def test_everything_comes_from_the_environment() -> None:

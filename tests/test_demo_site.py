@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import urlencode
@@ -16,16 +17,19 @@ from urllib.request import urlopen
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from pytest_django import Settings
 
-from demo_site.linkcheck import api, fakeapi, jobs
+from demo_site.linkcheck import api, display, fakeapi, jobs
 from demo_site.linkcheck.fakeapi import MAX_CALLS, MAX_LATENCY
 from demo_site.linkcheck.forms import MAX_LINKS
-from demo_site.linkcheck.tasks import check_link
+from demo_site.linkcheck.tasks import check_link, recheck_link, recheck_recent
 from taskq import enqueue
+from taskq.backends import RUN_PATH
 from taskq.models import Task
 from tests.browser.site import StubAPI, demo_app, demo_live, demo_site
 from tests.helpers import wait_until
+from tests.testapp import dtasks
 from tests.testapp import tasks as testapp_tasks
 
 __all__ = ["demo_app", "demo_live", "demo_site"]  # fixtures, imported so pytest finds them here
@@ -432,3 +436,168 @@ class TestJobs:
         assert data["summary"].startswith("HTTP 404 in ")
         assert (data["link"], data["link_label"]) == ("broken", "Broken")
         assert json.dumps(data["result"])  # plain JSON for the page's script
+
+
+# Retries, the attempt timeline, and times ------------------------------------------
+
+
+def retrying_job(**fields: Any) -> Task:
+    """A job whose first attempt failed and whose second is due in a minute, as the pool leaves it."""
+    started = timezone.now() - timedelta(seconds=5)
+    history = [
+        {
+            "attempt": 1,
+            "worker": "web-1:2577:1937be0d",
+            "started_at": started.isoformat(),
+            "finished_at": (started + timedelta(seconds=1.25)).isoformat(),
+            "outcome": "retried",
+            "error": "ApiUnavailable: the API answered HTTP 503: busy\nsecond line",
+            "exception": "demo_site.linkcheck.api.ApiUnavailable",
+            "traceback": "Traceback ...",
+        }
+    ]
+    job = enqueue(check_link, "https://example.com/")
+    state = {
+        "status": "queued",
+        "attempts": 1,
+        "started_at": started,
+        "run_after": timezone.now() + timedelta(seconds=60),
+        "worker": "web-1:2577:1937be0d",
+        "error": "ApiUnavailable: the API answered HTTP 503: busy",
+        "history": history,
+    }
+    Task.objects.filter(pk=job.pk).update(**(state | fields))
+    job.refresh_from_db()
+    return job
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("demo_app")
+class TestRetrying:
+    def test_a_queued_job_with_attempts_behind_it_reads_as_retrying(self, client: Client) -> None:
+        job = retrying_job()
+        at = timezone.localtime(job.run_after).strftime("%H:%M:%S UTC")
+        data = client.get(f"/jobs/{job.pk}.json").json()
+        assert (data["status"], data["state"], data["status_label"]) == ("queued", "retrying", "Retrying")
+        assert (
+            data["summary"]
+            == f"Retrying: attempt 2 of 3 at {at} after ApiUnavailable: the API answered HTTP 503: busy"
+        )
+        page = client.get(f"/jobs/{job.pk}/").content.decode()
+        assert 'data-status="retrying" id="status">Retrying</span>' in page
+        retrying = re.search(r'<p class="retrying" id="retrying">(.*?)</p>', page, re.S)
+        assert retrying is not None
+        assert " ".join(re.sub(r"<[^>]+>", "", retrying[1]).split()) == f"Retrying: attempt 2 of 3 at {at}"
+        assert f'<span class="ago" data-since="{job.run_after.isoformat()}" data-due>' in retrying[1]
+        home = client.get("/").content.decode()
+        assert 'data-field="status_label" data-status="retrying">Retrying</span>' in home
+
+    def test_the_timeline_shows_each_finished_attempt_then_the_next(self, client: Client) -> None:
+        job = retrying_job()
+        html = client.get(f"/jobs/{job.pk}.json").json()["attempts_html"]
+        steps = re.findall(r'<li data-outcome="(\w+)">(.*?)</li>', html, re.S)
+        assert [outcome for outcome, _ in steps] == ["retried", "waiting"]
+        first = " ".join(re.sub(r"<[^>]+>", "", steps[0][1]).split())
+        started = timezone.localtime(job.started_at).strftime("%H:%M:%S UTC")
+        assert first == (
+            f"Attempt 1 Failed, retried started {started}, ran 1.2 s · web-1, pid 2577 "
+            "ApiUnavailable: the API answered HTTP 503: busy"
+        )
+        assert "Attempt 2" in steps[1][1]
+
+    def test_a_first_run_waits_for_a_runner_and_a_finished_job_has_no_next_attempt(
+        self, client: Client
+    ) -> None:
+        job = enqueue(check_link, "https://example.com/")
+        html = client.get(f"/jobs/{job.pk}.json").json()["attempts_html"]
+        assert re.findall(r'<li data-outcome="(\w+)">', html) == ["waiting"]
+        assert "for a free runner" in html
+        assert 'id="retrying"' not in html
+        done = retrying_job(status="succeeded", finished_at=timezone.now(), result={"http_status": 200})
+        html = client.get(f"/jobs/{done.pk}.json").json()["attempts_html"]
+        assert re.findall(r'<li data-outcome="(\w+)">', html) == ["retried"]
+
+    def test_times_show_seconds_and_the_time_zone(self, client: Client) -> None:
+        job = retrying_job()
+        data = client.get(f"/jobs/{job.pk}.json").json()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", data["enqueued_at"])
+        assert (data["worker"], data["pool"]) == ("web-1:2577:1937be0d", "web-1, pid 2577")
+
+
+@pytest.mark.parametrize(
+    ("offset", "text"),
+    [
+        (4, "in 4 s"),
+        (-12, "12 s ago"),
+        (-150, "2 min ago"),
+        (7300, "in 2 h"),
+        (-200000, "2 d ago"),
+        (0, "0 s ago"),
+    ],
+)
+def test_relative_times_use_the_largest_whole_unit(offset: int, text: str) -> None:
+    now = timezone.now()
+    assert display.relative(now + timedelta(seconds=offset), now) == text
+
+
+def test_a_pool_reads_as_host_and_pid() -> None:
+    assert display.pool("vm:2577:1937be0d") == "vm, pid 2577"
+    assert display.pool("odd-name") == "odd-name"
+    assert display.pool("") == ""
+
+
+# Django's Tasks API and the periodic re-check ------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("demo_app")
+class TestRecheck:
+    def test_the_schedule_rechecks_the_latest_links_through_djangos_tasks_api(self, client: Client) -> None:
+        for url in ["https://a.example/", "https://b.example/", "https://a.example/", "https://c.example/"]:
+            enqueue(check_link, url)
+        enqueue(check_link, "https://d.example/")
+        assert recheck_recent() == ["https://d.example/", "https://c.example/", "https://a.example/"]
+        rows = list(Task.objects.filter(path=RUN_PATH).order_by("pk"))
+        assert [jobs.url_of(row) for row in rows] == [
+            "https://d.example/",
+            "https://c.example/",
+            "https://a.example/",
+        ]
+        assert all(row.args[0] == jobs.RECHECK_PATH and row.max_attempts == 3 for row in rows)
+        listed = [j["id"] for j in client.get("/jobs.json").json()["jobs"]]
+        assert listed[:3] == [row.pk for row in reversed(rows)]
+        page = client.get(f"/jobs/{rows[0].pk}/").content.decode()
+        assert "Re-checked by the schedule at" in page
+        assert "taskq.backends.TaskqBackend" in page
+        assert "re-check</span>" in client.get("/").content.decode()
+
+    def test_other_django_tasks_are_not_jobs(self, client: Client) -> None:
+        result = dtasks.add.enqueue(1, 2)
+        assert client.get(f"/jobs/{result.id}/").status_code == 404
+
+    def test_the_home_page_says_when_the_schedule_ran_and_runs_next(
+        self, client: Client, demo_app: Settings
+    ) -> None:
+        assert "The periodic re-check is off" in client.get("/").content.decode()
+        demo_app.TASKQ_SCHEDULE = {"recheck-recent": {"task": jobs.SCHEDULED_PATH, "every": 180}}
+        page = client.get("/").content.decode()
+        assert "Last run: not yet." in " ".join(page.split())
+        assert "every 180s" in page
+        state = jobs.recheck_schedule()
+        assert state is not None
+        assert state.next_run is not None
+        assert f'<time datetime="{state.next_run.isoformat()}">' in page
+
+
+@pytest.mark.usefixtures("demo_site")
+def test_a_recheck_runs_in_the_pool_and_django_reads_its_result() -> None:
+    result = recheck_link.enqueue("https://example.com/missing")
+
+    def finished() -> bool:
+        result.refresh()
+        return result.is_finished
+
+    wait_until(finished)
+    assert result.status == dtasks.TaskResultStatus.SUCCESSFUL
+    assert (result.return_value or {})["http_status"] == 404
+    assert jobs.link_status(Task.objects.get(pk=int(result.id))) == "broken"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import messages
 from django.db import transaction
@@ -11,10 +12,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from demo_site.linkcheck import jobs
+from demo_site.linkcheck import display, jobs
 from demo_site.linkcheck.conf import settings
 from demo_site.linkcheck.forms import CheckForm
-from demo_site.linkcheck.tasks import check_link
+from demo_site.linkcheck.tasks import RECHECK_LINKS, check_link
 from taskq import enqueue
 
 
@@ -42,23 +43,48 @@ def home(request: HttpRequest) -> HttpResponse:
             "jobs": [jobs.describe(job) | {"new": job.pk in fresh} for job in rows],
             "page": page,
             "fake_api": settings.fake_api,
+            "recheck": _recheck_panel(),
         },
     )
+
+
+def _recheck_panel() -> dict[str, Any] | None:
+    # What the home page says about the periodic re-check: how often, and its last and next runs.
+    state = jobs.recheck_schedule()
+    if state is None:
+        return None
+    return {
+        "name": state.name,
+        "spec": state.spec,
+        "links": RECHECK_LINKS,
+        "last_clock": display.clock(state.last_run),
+        "last_iso": display.iso(state.last_run),
+        "last_outcome": state.last_outcome or "",
+        "next_clock": display.clock(state.next_run),
+        "next_iso": display.iso(state.next_run),
+    }
 
 
 @require_GET
 def job(request: HttpRequest, pk: int) -> HttpResponse:
     """One job's page; its script keeps it up to date until the job finishes."""
-    described = jobs.describe(jobs.get(pk))
+    task = jobs.get(pk)
+    described = jobs.describe(task, detail=True)
     result = described["result"]
     result_json = "" if result is None else json.dumps(result, indent=2)
-    return render(request, "linkcheck/job.html", {"job": described, "result_json": result_json})
+    context = {
+        "job": described,
+        "result_json": result_json,
+        "enqueued_clock": display.clock(task.enqueued_at),
+        "enqueued_iso": display.iso(task.enqueued_at),
+    }
+    return render(request, "linkcheck/job.html", context)
 
 
 @require_GET
 def job_status(request: HttpRequest, pk: int) -> JsonResponse:
     """One job as JSON, polled by the job page."""
-    return JsonResponse(jobs.describe(jobs.get(pk)))
+    return JsonResponse(jobs.describe(jobs.get(pk), detail=True))
 
 
 @require_GET

@@ -25,6 +25,10 @@ def demo_app(settings: Settings) -> Settings:
     settings.ROOT_URLCONF = "demo_site.urls"
     settings.FAKE_API_LATENCY = 0.0
     settings.FAKE_API_FAILURE_RATE = 0.0
+    # As demo_site/settings.py: recheck_link is a Django @task that taskq's backend runs.
+    settings.TASKS = {
+        "default": {"BACKEND": "taskq.backends.TaskqBackend", "OPTIONS": {"max_attempts": 3, "timeout": 60}}
+    }
     return settings
 
 
