@@ -91,8 +91,10 @@ def test_a_schedule_that_never_fired_is_shown_and_not_overdue() -> None:
 @override_settings(TASKQ_SCHEDULE=MINUTELY)
 def test_exit_1_once_a_schedule_is_late_by_more_than_its_period_plus_the_grace() -> None:
     now = timezone.now()
-    # One period and a half ago: the next tick is late, but by less than the grace.
-    fired("minutely", now - timedelta(seconds=90))
+    # The tick a minute before the last whole minute: the next tick is due now or just past,
+    # late by less than the grace. (An unaligned time would make the next tick depend on the
+    # wall clock's seconds.)
+    fired("minutely", now.replace(second=0, microsecond=0) - timedelta(minutes=1))
     code, out, err = status("--json")
     assert (code, err) == (0, "")
     assert json.loads(out)["schedules"][0]["overdue"] is False
