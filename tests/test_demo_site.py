@@ -429,6 +429,24 @@ class TestJobs:
         assert job.error == "GiveUp: the API answered HTTP 422: cannot resolve host nowhere.invalid"
         assert jobs.link_status(job) == "unreachable"
 
+    def test_a_running_check_shows_its_progress_on_the_job_page(self, client: Client) -> None:
+        job = enqueue(check_link, "https://example.com/", latency=2)
+
+        # While the API takes its time, the page shows the step the task reported.
+        def progress_html() -> str:
+            html: str = client.get(f"/jobs/{job.pk}.json").json()["progress_html"]
+            return html if "asking the link-checking API" in html else ""
+
+        running = wait_until(progress_html)
+        assert '<progress max="100" value="50.0"' in running
+        assert "1 of 2: asking the link-checking API" in running
+        wait_until(lambda: finished(job))
+        assert job.progress_for_display() is not None
+        assert job.progress is not None
+        assert (job.progress["done"], job.progress["total"]) == (2, 2)
+        assert job.progress["note"] == "the API answered"
+        assert client.get(f"/jobs/{job.pk}.json").json()["progress_html"].strip() == ""
+
     def test_the_form_to_the_finished_json(self, client: Client) -> None:
         location = client.post("/", {"urls": "https://example.com/missing", "latency": "0"})["Location"]
         data = wait_until(lambda: (d := client.get(location.rstrip("/") + ".json").json())["finished"] and d)

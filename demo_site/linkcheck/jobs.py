@@ -111,6 +111,9 @@ def describe(job: Task, detail: bool = False) -> dict[str, Any]:
     }
     if detail:
         described["attempts_html"] = render_to_string("linkcheck/_attempts.html", _attempts(job, described))
+        # What the running attempt reported through current_task().progress().
+        progress = job.progress_for_display() if job.status == Status.RUNNING else None
+        described["progress_html"] = render_to_string("linkcheck/_progress.html", {"progress": progress})
     return described
 
 

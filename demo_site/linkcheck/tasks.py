@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from demo_site.linkcheck import api
-from taskq import GiveUp, task
+from taskq import GiveUp, current_task, task
 from taskq.models import Task
 
 if TYPE_CHECKING:
@@ -33,10 +33,16 @@ RECHECK_LINKS = 3
 @task(max_attempts=3, timeout=60)
 def check_link(url: str, latency: float | None = None, failure_rate: float | None = None) -> dict[str, Any]:
     """Check ``url`` through the API; transient errors are retried, refusals are final."""
+    context = current_task()
+    if context is not None:  # None when a test calls the function directly
+        context.progress(1, 2, "asking the link-checking API")
     try:
-        return api.check(url, latency=latency, failure_rate=failure_rate)
+        answer = api.check(url, latency=latency, failure_rate=failure_rate)
     except api.ApiRejected as exc:
         raise GiveUp(str(exc)) from exc
+    if context is not None:
+        context.progress(2, 2, "the API answered")
+    return answer
 
 
 # Django's API has no word for attempts or a timeout: the backend's OPTIONS in TASKS set them.
