@@ -40,4 +40,4 @@ CONFIGS = {
 }
 
 # In the order they run within a repeat; see bench/systems.py.
-SYSTEMS = ["taskq", "thread", "executor", "thread-close", "db-worker", "huey", "baseline"]
+SYSTEMS = ["taskq", "dtasks-taskq", "thread", "executor", "thread-close", "db-worker", "huey", "baseline"]
