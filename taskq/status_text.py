@@ -116,7 +116,7 @@ def failure_rate_line(snapshot: Snapshot, max_failure_rate: float | None = None)
         f"({snapshot.failures_total} failed, {snapshot.succeeded_last_hour} succeeded)"
     )
     if max_failure_rate is not None:
-        line += f", unhealthy over {format_percent(max_failure_rate)}"
+        line += f"; unhealthy above {format_percent(max_failure_rate)}"
     return line
 
 
