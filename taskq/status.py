@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError
-from django.db.models import Count, Min, Q
+from django.db.models import Case, Count, Min, Q, Value, When
 from django.db.models.functions import Left
 from django.utils import timezone
 
@@ -25,8 +25,9 @@ SCHEMA_VERSION = 1
 RUNNING_LIMIT = 20
 FAILURES_LIMIT = 10
 RETRYING_LIMIT = 10
-# Retrying tasks are counted up to this many, so the count stays one short index scan.
-RETRYING_COUNTED = 100
+# Retrying tasks are looked for among this many queued tasks, the next to run. No index
+# holds attempts, and filtering on them would walk every queued row when none is retrying.
+RETRYING_SCAN = 1000
 FAILURE_WINDOW = timedelta(hours=1)
 ERROR_LIMIT = 1000  # characters of an error's first line, as shown
 THROUGHPUT_WINDOWS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15)}
@@ -111,11 +112,11 @@ class Snapshot:
     schedules: list[ScheduleState] = field(default_factory=list)
     # Why the schedule could not be read (an app's tasks module failed to import), if it could not.
     schedule_error: str | None = None
-    # Queued tasks with an attempt behind them, soonest first, and how many (counted up to
-    # RETRYING_COUNTED; retrying_more says the count stopped there).
+    # Queued tasks with an attempt behind them, soonest first, and how many there are among
+    # the next RETRYING_SCAN queued tasks (all of them, if retrying_scanned_all).
     retrying: list[RetryingTask] = field(default_factory=list)
     retrying_total: int = 0
-    retrying_more: bool = False
+    retrying_scanned_all: bool = True
     # Tasks that succeeded within FAILURE_WINDOW, the other half of the failure rate.
     succeeded_last_hour: int = 0
 
@@ -209,7 +210,7 @@ class Snapshot:
             },
             "retrying": {
                 "total": self.retrying_total,
-                "more": self.retrying_more,
+                "among_next": None if self.retrying_scanned_all else RETRYING_SCAN,
                 "tasks": [
                     {
                         "id": t.id,
@@ -311,11 +312,9 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
             :RUNNING_LIMIT
         ]
     ]
-    # A bounded walk of (status, run_after) in order, skipping queued tasks that never ran.
-    retrying = [
-        RetryingTask(pk, path, queue, attempts + 1, max_attempts, run_after, first_line(error, ERROR_LIMIT))
-        for pk, path, queue, attempts, max_attempts, run_after, error in Task.objects.queued()
-        .filter(attempts__gt=0)
+    # The next queued tasks, from (status, run_after) in order; those that ran before are retrying.
+    window = list(
+        Task.objects.queued()
         .order_by("run_after", "pk")
         .values_list(
             "pk",
@@ -324,9 +323,14 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
             "attempts",
             "max_attempts",
             "run_after",
-            # The shown line is cut anyway; the rows read only to be counted stay small.
-            Left("error", 2 * ERROR_LIMIT),
-        )[: RETRYING_COUNTED + 1]
+            # Only a retrying task's error is shown, and only its first line.
+            Case(When(attempts__gt=0, then=Left("error", 2 * ERROR_LIMIT)), default=Value("")),
+        )[:RETRYING_SCAN]
+    )
+    retrying = [
+        RetryingTask(pk, path, queue, attempts + 1, max_attempts, run_after, first_line(error, ERROR_LIMIT))
+        for pk, path, queue, attempts, max_attempts, run_after, error in window
+        if attempts > 0
     ]
     recent = Task.objects.filter(status__in=FINISHED, finished_at__gte=now - FAILURE_WINDOW).aggregate(
         failed=Count("pk", filter=Q(status=Status.FAILED)),
@@ -374,8 +378,8 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
         schedules=schedules,
         schedule_error=schedule_error,
         retrying=retrying[:RETRYING_LIMIT],
-        retrying_total=min(len(retrying), RETRYING_COUNTED),
-        retrying_more=len(retrying) > RETRYING_COUNTED,
+        retrying_total=len(retrying),
+        retrying_scanned_all=len(window) < RETRYING_SCAN,
     )
 
 

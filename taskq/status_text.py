@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from taskq.display import clip, format_duration, format_percent, printable
 from taskq.models import Status
-from taskq.status import ERROR_LIMIT, STATUSES, LiveWorker, RetryingTask, Snapshot
+from taskq.status import ERROR_LIMIT, RETRYING_SCAN, STATUSES, LiveWorker, RetryingTask, Snapshot
 
 BAR_WIDTH = 10
 # Progress reported longer ago than this says when, so a task that went quiet stands out.
@@ -49,9 +49,11 @@ def render_text(
             for t in snapshot.running
         ],
     )
-    if snapshot.retrying_total:
-        total = f"over {snapshot.retrying_total}" if snapshot.retrying_more else snapshot.retrying_total
-        lines += ["", f"Retrying ({_shown(len(snapshot.retrying), total, 'next')})"]
+    if snapshot.retrying_total or not snapshot.retrying_scanned_all:
+        shown = _shown(len(snapshot.retrying), snapshot.retrying_total, "next")
+        if not snapshot.retrying_scanned_all:
+            shown += f" among the next {RETRYING_SCAN} queued"
+        lines += ["", f"Retrying ({shown})"]
         lines += _table(
             ["ID", "Function", "Queue", "Next attempt", "Last error"],
             [
@@ -149,9 +151,9 @@ def _amount(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _shown(shown: int, total: int | str, which: str) -> str:
+def _shown(shown: int, total: int, which: str) -> str:
     """ "13", or "latest 10 of 13" when the list holds only some."""
-    if isinstance(total, int) and total <= shown:
+    if total <= shown:
         return str(shown)
     return f"{which} {shown} of {total}"
 

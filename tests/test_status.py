@@ -88,7 +88,7 @@ def known() -> dict[str, Any]:
 
 
 def test_snapshot_costs_seven_queries(known: dict[str, Any], django_assert_num_queries: Any) -> None:
-    # The seventh lists the retrying tasks: a walk of (status, run_after) stopped by a LIMIT.
+    # The seventh finds the retrying tasks among the next queued: (status, run_after) with a LIMIT.
     with django_assert_num_queries(7):
         take_snapshot(NOW)
 
@@ -170,7 +170,7 @@ def test_json_has_a_stable_schema(known: dict[str, Any]) -> None:
             }
         ],
     }
-    assert document["retrying"] == {"total": 0, "more": False, "tasks": []}
+    assert document["retrying"] == {"total": 0, "among_next": None, "tasks": []}
     assert document["failures_last_hour"] == {
         "total": 1,
         "succeeded": 4,

@@ -14,7 +14,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from taskq.models import Status, Task
-from taskq.status import FAILURES_LIMIT, RETRYING_COUNTED, RETRYING_LIMIT, take_snapshot
+from taskq.status import FAILURES_LIMIT, RETRYING_LIMIT, RETRYING_SCAN, take_snapshot
 from taskq.status_text import clock, progress_bar, render_text
 from tests.rows import make
 from tests.testapp import tasks
@@ -177,7 +177,7 @@ def test_retrying_tasks_say_which_attempt_runs_next_and_when() -> None:
 
     assert snapshot.as_json()["retrying"] == {
         "total": 2,
-        "more": False,
+        "among_next": None,
         "tasks": [
             {
                 "id": overdue.pk,
@@ -203,14 +203,21 @@ def test_retrying_tasks_say_which_attempt_runs_next_and_when() -> None:
     }
 
 
-def test_the_retrying_list_shows_the_next_few_and_stops_counting() -> None:
+def test_the_retrying_list_shows_the_next_few_among_the_next_queued() -> None:
     first = retrying(NOW + timedelta(seconds=1))
     for n in range(RETRYING_LIMIT + 1):
         retrying(NOW + timedelta(minutes=1, seconds=n))
-    text = render_text(take_snapshot(NOW))
+    snapshot = take_snapshot(NOW)
+    text = render_text(snapshot)
     assert f"Retrying (next {RETRYING_LIMIT} of {RETRYING_LIMIT + 2})" in text
     assert "in 1.0 s" in row(text, first)
+    assert (snapshot.as_json()["retrying"]["total"], snapshot.as_json()["retrying"]["among_next"]) == (
+        RETRYING_LIMIT + 2,
+        None,  # every queued task was looked at
+    )
 
+    # A crowd of tasks that never ran, due before the other retries: only the first retry
+    # is among the next RETRYING_SCAN queued tasks, and the report says so.
     template = Task.objects.get(pk=first.pk)
     Task.objects.bulk_create(
         Task(
@@ -218,20 +225,19 @@ def test_the_retrying_list_shows_the_next_few_and_stops_counting() -> None:
             args=template.args,
             kwargs=template.kwargs,
             signature=template.signature,
-            attempts=1,
-            max_attempts=3,
-            run_after=NOW + timedelta(hours=1),
+            run_after=NOW + timedelta(seconds=30),
         )
-        for _ in range(RETRYING_COUNTED)
+        for _ in range(RETRYING_SCAN)
     )
     snapshot = take_snapshot(NOW)
-    assert f"Retrying (next {RETRYING_LIMIT} of over {RETRYING_COUNTED})" in render_text(snapshot)
+    assert f"Retrying (1 among the next {RETRYING_SCAN} queued)" in render_text(snapshot)
     document = snapshot.as_json()["retrying"]
-    assert (document["total"], document["more"], len(document["tasks"])) == (
-        RETRYING_COUNTED,
-        True,
-        RETRYING_LIMIT,
-    )
+    assert (document["total"], document["among_next"]) == (1, RETRYING_SCAN)
+    assert [t["id"] for t in document["tasks"]] == [first.pk]
+
+    Task.objects.filter(pk=first.pk).update(attempts=0)
+    text = render_text(take_snapshot(NOW))
+    assert f"Retrying (0 among the next {RETRYING_SCAN} queued)\n  (none)" in text
 
 
 def test_running_tasks_show_their_progress_and_attempt() -> None:
