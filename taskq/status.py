@@ -203,7 +203,7 @@ class Snapshot:
                         "seconds": _round(self.seconds_since(t.started_at)),
                         "attempt": t.attempt,
                         "max_attempts": t.max_attempts,
-                        "progress": t.progress,
+                        "progress": t.progress and {**t.progress, "age": _round(t.progress["age"])},
                     }
                     for t in self.running
                 ],

@@ -152,7 +152,7 @@ def _amount(value: float) -> str:
 
 
 def _shown(shown: int, total: int, which: str) -> str:
-    """ "13", or "latest 10 of 13" when the list holds only some."""
+    """How many a list shows: "13", or "latest 10 of 13" when it holds only some."""
     if total <= shown:
         return str(shown)
     return f"{which} {shown} of {total}"

@@ -245,6 +245,7 @@ def test_running_tasks_show_their_progress_and_attempt() -> None:
     open_ended = running(report(7, None, "rows so far"))
     quiet = running(report(1, 4, age=150))
     silent = running()
+    fractional = running(report(1, 3, age=2.34567))
     previous = running(report(9, 10, "last attempt's"), attempts=2)  # this attempt has not reported
     previous.progress = {**report(9, 10), "attempt": 1}
     Task.objects.filter(pk=previous.pk).update(progress=previous.progress)
@@ -268,6 +269,10 @@ def test_running_tasks_show_their_progress_and_attempt() -> None:
     assert (shown[halfway.pk]["attempt"], shown[halfway.pk]["max_attempts"]) == (2, 3)
     assert shown[open_ended.pk]["progress"]["percent"] is None
     assert shown[silent.pk]["progress"] is None
+    assert (shown[fractional.pk]["progress"]["percent"], shown[fractional.pk]["progress"]["age"]) == (
+        33.3,
+        2.346,
+    )
     assert shown[previous.pk]["progress"] is None
 
 
