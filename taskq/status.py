@@ -1,4 +1,7 @@
-"""The queue at a glance: the few indexed queries behind ``manage.py taskq_status``, and their report."""
+"""The queue at a glance: the few indexed queries behind ``manage.py taskq_status``, its health and its JSON.
+
+``taskq.status_text`` draws the same snapshot as text for a terminal.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError
-from django.db.models import Count, Min, Q
+from django.db.models import Case, Count, Min, Q, Value, When
+from django.db.models.functions import Left
 from django.utils import timezone
 
 from taskq.conf import settings
+from taskq.display import first_line, format_percent
+from taskq.display import format_duration as format_duration  # the admin's import
 from taskq.models import FINISHED, Status, Task, Worker
 from taskq.schedule import OVERDUE_GRACE, ScheduleState, describe
 
@@ -18,6 +24,10 @@ from taskq.schedule import OVERDUE_GRACE, ScheduleState, describe
 SCHEMA_VERSION = 1
 RUNNING_LIMIT = 20
 FAILURES_LIMIT = 10
+RETRYING_LIMIT = 10
+# Retrying tasks are looked for among this many queued tasks, the next to run. No index
+# holds attempts, and filtering on them would walk every queued row when none is retrying.
+RETRYING_SCAN = 1000
 FAILURE_WINDOW = timedelta(hours=1)
 ERROR_LIMIT = 1000  # characters of an error's first line, as shown
 THROUGHPUT_WINDOWS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "15m": timedelta(minutes=15)}
@@ -40,6 +50,23 @@ class RunningTask:
     queue: str
     worker: str
     started_at: datetime | None
+    attempt: int = 1
+    max_attempts: int = 1
+    # Task.progress_for_display(): done, total, percent, note, age; None if it never reported.
+    progress: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RetryingTask:
+    """A queued task that has run before and waits for its next attempt."""
+
+    id: int
+    path: str
+    queue: str
+    attempt: int  # the one it waits for: attempts so far plus one
+    max_attempts: int
+    run_after: datetime
+    error: str  # the last attempt's, its first line
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,19 @@ class Snapshot:
     schedules: list[ScheduleState] = field(default_factory=list)
     # Why the schedule could not be read (an app's tasks module failed to import), if it could not.
     schedule_error: str | None = None
+    # Queued tasks with an attempt behind them, soonest first, and how many there are among
+    # the next RETRYING_SCAN queued tasks (all of them, if retrying_scanned_all).
+    retrying: list[RetryingTask] = field(default_factory=list)
+    retrying_total: int = 0
+    retrying_scanned_all: bool = True
+    # Tasks that succeeded within FAILURE_WINDOW, the other half of the failure rate.
+    succeeded_last_hour: int = 0
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Failed / (succeeded + failed) among tasks finished in the last hour; None if none did."""
+        finished = self.failures_total + self.succeeded_last_hour
+        return self.failures_total / finished if finished else None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -105,13 +145,20 @@ class Snapshot:
         ]
         return max((self.at - min(oldest)).total_seconds(), 0.0) if oldest else None
 
-    def problems(self, max_lag: float | None = None) -> list[str]:
+    def problems(self, max_lag: float | None = None, max_failure_rate: float | None = None) -> list[str]:
         """Why the queue is unhealthy, one reason per line; empty when it is healthy."""
         found = []
         lag = self.lag()
         if max_lag is not None and lag is not None and lag > max_lag:
             found.append(
                 f"the oldest due task has waited {format_duration(lag)}, over --max-lag {max_lag:g}s"
+            )
+        rate = self.failure_rate
+        if max_failure_rate is not None and rate is not None and rate > max_failure_rate:
+            found.append(
+                f"{format_percent(rate)} of the tasks finished in the last hour failed "
+                f"({self.failures_total} of {self.failures_total + self.succeeded_last_hour}), "
+                f"over --max-failure-rate {max_failure_rate:g}"
             )
         if self.due and not self.workers:
             found.append(f"{self.due} due task(s) wait and no live worker heartbeats")
@@ -130,9 +177,9 @@ class Snapshot:
                 )
         return found
 
-    def as_json(self, max_lag: float | None = None) -> dict[str, Any]:
+    def as_json(self, max_lag: float | None = None, max_failure_rate: float | None = None) -> dict[str, Any]:
         """The snapshot as a JSON-ready dict with a stable schema (see docs/operations.md)."""
-        problems = self.problems(max_lag)
+        problems = self.problems(max_lag, max_failure_rate)
         return {
             "schema": SCHEMA_VERSION,
             "at": self.at.isoformat(),
@@ -154,12 +201,34 @@ class Snapshot:
                         "worker": t.worker,
                         "started_at": _iso(t.started_at),
                         "seconds": _round(self.seconds_since(t.started_at)),
+                        "attempt": t.attempt,
+                        "max_attempts": t.max_attempts,
+                        "progress": t.progress and {**t.progress, "age": _round(t.progress["age"])},
                     }
                     for t in self.running
                 ],
             },
+            "retrying": {
+                "total": self.retrying_total,
+                "among_next": None if self.retrying_scanned_all else RETRYING_SCAN,
+                "tasks": [
+                    {
+                        "id": t.id,
+                        "path": t.path,
+                        "queue": t.queue,
+                        "attempt": t.attempt,
+                        "max_attempts": t.max_attempts,
+                        "run_after": t.run_after.isoformat(),
+                        "seconds_until": _round((t.run_after - self.at).total_seconds()),
+                        "error": t.error,
+                    }
+                    for t in self.retrying
+                ],
+            },
             "failures_last_hour": {
                 "total": self.failures_total,
+                "succeeded": self.succeeded_last_hour,
+                "rate": None if self.failure_rate is None else round(self.failure_rate, 4),
                 "tasks": [
                     {
                         "id": f.id,
@@ -210,7 +279,7 @@ class Snapshot:
 
 
 def take_snapshot(now: datetime | None = None) -> Snapshot:
-    """Read the queue's state in six queries, and two per schedule entry, each served by an index."""
+    """Read the queue's state in seven queries, and two per schedule entry, each served by an index."""
     now = now or timezone.now()
     queues: dict[str, QueueSummary] = {}
     # GROUP BY status, queue: the order of taskq_status_queue_idx, so MariaDB groups
@@ -227,13 +296,45 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
         summary = queues.setdefault(row["queue"], QueueSummary())
         summary.due, summary.oldest_due = row["n"], row["oldest"]
     running = [
-        RunningTask(pk, path, queue, worker, started_at)
-        for pk, path, queue, worker, started_at in Task.objects.running()
+        RunningTask(
+            t.pk,
+            t.path,
+            t.queue,
+            t.worker,
+            t.started_at,
+            t.attempts,
+            t.max_attempts,
+            t.progress_for_display(now),
+        )
+        for t in Task.objects.running()
         .order_by("started_at", "pk")
-        .values_list("pk", "path", "queue", "worker", "started_at")[:RUNNING_LIMIT]
+        .only("path", "queue", "worker", "started_at", "status", "attempts", "max_attempts", "progress")[
+            :RUNNING_LIMIT
+        ]
+    ]
+    # The next queued tasks, from (status, run_after) in order; those that ran before are retrying.
+    window = list(
+        Task.objects.queued()
+        .order_by("run_after", "pk")
+        .values_list(
+            "pk",
+            "path",
+            "queue",
+            "attempts",
+            "max_attempts",
+            "run_after",
+            # Only a retrying task's error is shown, and only its first line.
+            Case(When(attempts__gt=0, then=Left("error", 2 * ERROR_LIMIT)), default=Value("")),
+        )[:RETRYING_SCAN]
+    )
+    retrying = [
+        RetryingTask(pk, path, queue, attempts + 1, max_attempts, run_after, first_line(error, ERROR_LIMIT))
+        for pk, path, queue, attempts, max_attempts, run_after, error in window
+        if attempts > 0
     ]
     recent = Task.objects.filter(status__in=FINISHED, finished_at__gte=now - FAILURE_WINDOW).aggregate(
         failed=Count("pk", filter=Q(status=Status.FAILED)),
+        succeeded=Count("pk", filter=Q(status=Status.SUCCEEDED)),
         **{
             key: Count("pk", filter=Q(finished_at__gte=now - window))
             for key, window in THROUGHPUT_WINDOWS.items()
@@ -269,48 +370,17 @@ def take_snapshot(now: datetime | None = None) -> Snapshot:
         running=running,
         failures=failures,
         failures_total=recent.pop("failed"),
+        succeeded_last_hour=recent.pop("succeeded"),
         throughput=recent,
         workers=workers,
         stale_workers=stale,
         stale_after=stale_after,
         schedules=schedules,
         schedule_error=schedule_error,
+        retrying=retrying[:RETRYING_LIMIT],
+        retrying_total=len(retrying),
+        retrying_scanned_all=len(window) < RETRYING_SCAN,
     )
-
-
-def first_line(text: str, limit: int = 200) -> str:
-    """The first line of ``text``, cut to ``limit`` characters."""
-    return clip(text.strip().split("\n", 1)[0].strip(), limit)
-
-
-def printable(text: str) -> str:
-    """``text`` with every character a terminal could act on (C0, DEL, C1...) written as an escape."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def format_duration(seconds: float | timedelta | None) -> str:
-    """A short human reading of a duration: 350 ms, 4.2 s, 3 min 05 s, 2 h 03 min, 3 d 04 h."""
-    if seconds is None:
-        return "-"
-    if isinstance(seconds, timedelta):
-        seconds = seconds.total_seconds()
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = int(seconds)
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    if whole < 86400:
-        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-    return f"{whole // 86400} d {whole % 86400 // 3600:02d} h"
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -319,126 +389,3 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
-
-
-def render_text(snapshot: Snapshot, max_lag: float | None = None) -> str:
-    """The snapshot as plain-text tables for a terminal."""
-    at = timezone.localtime(snapshot.at)
-    lines = [f"taskq status at {at:%Y-%m-%d %H:%M:%S %Z}", ""]
-    totals = snapshot.totals
-    lines += _table(
-        ["Queue", "Queued", "Due", "Running", "Succeeded", "Failed", "Cancelled", "Lag"],
-        [
-            [name, *_counts(q.counts, q.due), format_duration(snapshot.lag(name))]
-            for name, q in sorted(snapshot.queues.items())
-        ]
-        + [["(all)", *_counts(totals, snapshot.due), format_duration(snapshot.lag())]],
-    )
-    windows = ", ".join(f"{n} in the last {key}" for key, n in snapshot.throughput.items())
-    lines += ["", f"Throughput (tasks finished): {windows}", ""]
-    lines.append(f"Running ({len(snapshot.running)} of {totals[Status.RUNNING]})")
-    lines += _table(
-        ["ID", "Function", "Queue", "Running for", "Worker"],
-        [
-            [t.id, t.path, t.queue, format_duration(snapshot.seconds_since(t.started_at)), t.worker]
-            for t in snapshot.running
-        ],
-    )
-    lines += ["", f"Failed in the last hour ({snapshot.failures_total})"]
-    lines += _table(
-        ["ID", "Function", "Queue", "Ago", "Error"],
-        [
-            [
-                f.id,
-                f.path,
-                f.queue,
-                format_duration(snapshot.seconds_since(f.finished_at)),
-                # Escapes can make a line longer; the cut comes after them.
-                clip(printable(f.error), ERROR_LIMIT),
-            ]
-            for f in snapshot.failures
-        ],
-    )
-    lines += ["", f"Live workers ({len(snapshot.workers)})"]
-    lines += _workers_table(snapshot, snapshot.workers)
-    if snapshot.stale_workers:
-        lines += [
-            "",
-            f"Stale workers ({len(snapshot.stale_workers)}): no heartbeat for over "
-            f"{format_duration(snapshot.stale_after)}; gone or stuck",
-        ]
-        lines += _workers_table(snapshot, snapshot.stale_workers)
-    if snapshot.schedules or snapshot.schedule_error is not None:
-        lines += ["", f"Schedules ({len(snapshot.schedules)})"]
-        lines += _schedules_table(snapshot)
-    problems = snapshot.problems(max_lag)
-    lines += ["", "Health: OK" if not problems else "Health: UNHEALTHY"]
-    lines += [f"  - {printable(p)}" for p in problems]
-    return "\n".join(lines)
-
-
-def _workers_table(snapshot: Snapshot, workers: list[LiveWorker]) -> list[str]:
-    return _table(
-        ["Host", "PID", "Threads", "Queues", "Heartbeat", "Up for"],
-        [
-            [
-                w.hostname,
-                w.pid,
-                w.threads,
-                ",".join(w.queues) if w.queues is not None else "all",
-                f"{format_duration(snapshot.seconds_since(w.last_heartbeat))} ago",
-                format_duration(snapshot.seconds_since(w.started_at)),
-            ]
-            for w in workers
-        ],
-    )
-
-
-def _schedules_table(snapshot: Snapshot) -> list[str]:
-    def ago(moment: datetime | None) -> str:
-        return "-" if moment is None else f"{format_duration(snapshot.seconds_since(moment))} ago"
-
-    def until(moment: datetime | None) -> str:
-        if moment is None:
-            return "never"
-        return f"in {format_duration(max((moment - snapshot.at).total_seconds(), 0.0))}"
-
-    return _table(
-        ["Name", "Task", "When", "Next run", "Last run", "Last task", "Outcome", "Skipped", "Overdue"],
-        [
-            [
-                e.name,
-                e.task,
-                e.spec,
-                until(e.next_run),
-                ago(e.last_run),
-                "-" if e.last_task_id is None else e.last_task_id,
-                e.last_outcome or "-",
-                "-" if e.skipped is None else e.skipped,
-                "OVERDUE" if e.overdue else "no",
-            ]
-            for e in snapshot.schedules
-        ],
-    )
-
-
-def _counts(counts: dict[str, int], due: int) -> list[int]:
-    return [counts[Status.QUEUED], due, *(counts[s] for s in STATUSES if s != Status.QUEUED)]
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
-    if not rows:
-        return ["  (none)"]
-    # Task data reaches an operator's terminal here: no cell may carry a control sequence.
-    cells = [headers, *([printable(str(c)) for c in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    # Numbers line up on the right, text on the left; the last column is not padded.
-    numeric = [all(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
-    out = []
-    for row in cells:
-        padded = [
-            cell.rjust(width) if is_number else cell.ljust(width)
-            for cell, width, is_number in zip(row, widths, numeric, strict=True)
-        ]
-        out.append("  " + "  ".join(padded).rstrip())
-    return out

@@ -13,9 +13,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from taskq.display import first_line, format_duration, printable
 from taskq.management.commands.taskq_status import CLEAR
 from taskq.models import Status, Task, Worker
-from taskq.status import first_line, format_duration, printable, render_text, take_snapshot
+from taskq.status import take_snapshot
+from taskq.status_text import render_text
 from tests import processes
 from tests.rows import make
 from tests.testapp import tasks
@@ -85,8 +87,9 @@ def known() -> dict[str, Any]:
     return rows
 
 
-def test_snapshot_costs_six_queries(known: dict[str, Any], django_assert_num_queries: Any) -> None:
-    with django_assert_num_queries(6):
+def test_snapshot_costs_seven_queries(known: dict[str, Any], django_assert_num_queries: Any) -> None:
+    # The seventh finds the retrying tasks among the next queued: (status, run_after) with a LIMIT.
+    with django_assert_num_queries(7):
         take_snapshot(NOW)
 
 
@@ -127,6 +130,7 @@ def test_json_has_a_stable_schema(known: dict[str, Any]) -> None:
         "totals",
         "queues",
         "running",
+        "retrying",
         "failures_last_hour",
         "throughput",
         "workers",
@@ -160,11 +164,17 @@ def test_json_has_a_stable_schema(known: dict[str, Any]) -> None:
                 "worker": "web-1:42:cafe",
                 "started_at": "2026-05-04T11:59:55+00:00",
                 "seconds": 5.0,
+                "attempt": 1,
+                "max_attempts": 3,
+                "progress": None,
             }
         ],
     }
+    assert document["retrying"] == {"total": 0, "among_next": None, "tasks": []}
     assert document["failures_last_hour"] == {
         "total": 1,
+        "succeeded": 4,
+        "rate": 0.2,
         "tasks": [
             {
                 "id": known["failed"].pk,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from typing import Any
 
@@ -16,7 +17,8 @@ from taskq import schedule_entries
 from taskq.models import Status, Task
 from taskq.schedule import fire
 from taskq.schedule_entries import entries
-from taskq.status import render_text, take_snapshot
+from taskq.status import take_snapshot
+from taskq.status_text import render_text
 
 pytestmark = pytest.mark.django_db
 
@@ -91,10 +93,10 @@ def test_a_schedule_that_never_fired_is_shown_and_not_overdue() -> None:
 @override_settings(TASKQ_SCHEDULE=MINUTELY)
 def test_exit_1_once_a_schedule_is_late_by_more_than_its_period_plus_the_grace() -> None:
     now = timezone.now()
-    # The tick a minute before the last whole minute: the next tick is due now or just past,
-    # late by less than the grace. (An unaligned time would make the next tick depend on the
-    # wall clock's seconds.)
-    fired("minutely", now.replace(second=0, microsecond=0) - timedelta(minutes=1))
+    # A firing on a minute boundary 55 to 115 s ago: the next tick (every 60 s falls on the
+    # minute) is due about now, well within the grace. An unaligned tick 90 s ago would put
+    # the next one anywhere from 30 to 90 s ago, overdue half the time.
+    fired("minutely", datetime.fromtimestamp(math.ceil((now.timestamp() - 115) / 60) * 60, UTC))
     code, out, err = status("--json")
     assert (code, err) == (0, "")
     assert json.loads(out)["schedules"][0]["overdue"] is False
