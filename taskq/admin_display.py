@@ -14,7 +14,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -132,7 +132,7 @@ def status(task: Task, now: datetime) -> SafeString:
 def progress(report: dict[str, Any]) -> SafeString:
     """A progress bar with its figures and the task's note; the note is cut to one line by CSS."""
     if report["percent"] is None:
-        bar = format_html('<progress class="taskq-progress"></progress>')
+        bar = mark_safe('<progress class="taskq-progress"></progress>')
         figures = gettext("%(done)s done") % {"done": _number(report["done"])}
     else:
         bar = format_html(

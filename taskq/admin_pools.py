@@ -166,7 +166,7 @@ class WorkerAdmin(WorkerModelAdmin):
             )
             count = found.finished.get(state, 0)
             parts.append((f"{changelist}?{query}", count, state.label.lower()))
-        return format_html_join(" &middot; ", '<a href="{}">{} {}</a>', parts)
+        return format_html_join(" · ", '<a href="{}">{} {}</a>', parts)
 
     @admin.display(boolean=True, description=_("Alive"))
     def alive(self, worker: Worker) -> bool:
