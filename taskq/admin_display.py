@@ -74,16 +74,30 @@ def relative(moment: datetime, now: datetime) -> str:
 
 
 def when(moment: datetime | None, now: datetime, short: bool = False) -> SafeString | str:
-    """A <time> element: the stamp (or, short, the clock) with the relative time beside it."""
+    """A <time> element: the stamp with the relative time beside it, or (short) the clock alone."""
     if moment is None:
         return "-"
-    shown = clock(moment, now) if short else stamp(moment)
+    if short:
+        # A list's column has room for the clock alone; the rest is on hover.
+        return format_html(
+            '<time datetime="{}" title="{}, {}">{}</time>',
+            moment.isoformat(),
+            stamp(moment),
+            relative(moment, now),
+            clock(moment, now),
+        )
     return format_html(
-        '<time datetime="{}" title="{}">{}</time> <span class="taskq-ago">{}</span>',
+        '<time datetime="{}">{}</time> <span class="taskq-ago">({})</span>',
         moment.isoformat(),
         stamp(moment),
-        shown,
         relative(moment, now),
+    )
+
+
+def ago(moment: datetime, now: datetime) -> SafeString:
+    """A <time> element that reads as the relative time, the stamp on hover."""
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', moment.isoformat(), stamp(moment), relative(moment, now)
     )
 
 
@@ -191,11 +205,11 @@ def pool_parts(name: str) -> tuple[str, str]:
 
 
 def pool_short(name: str) -> SafeString | str:
-    """A pool as host and pid, its whole name on hover."""
+    """A pool as host:pid, its whole name on hover."""
     if not name:
         return ""
     host, pid = pool_parts(name)
-    shown = gettext("%(host)s pid %(pid)s") % {"host": host, "pid": pid} if pid else host
+    shown = f"{host}:{pid}" if pid else host
     return format_html('<span class="taskq-pool" title="{}">{}</span>', name, shown)
 
 

@@ -87,9 +87,7 @@ class WorkerAdmin(WorkerModelAdmin):
     """Pools, as they heartbeat, with what each runs now; pools write these rows, the admin reads them."""
 
     list_display = [
-        "name",
-        "hostname",
-        "pid",
+        "pool",
         "since",
         "heartbeat",
         "busy",
@@ -98,6 +96,7 @@ class WorkerAdmin(WorkerModelAdmin):
         "serves",
         "alive",
     ]
+    list_display_links = ["pool"]
     ordering = ["hostname", "pid"]
 
     class Media:
@@ -119,13 +118,22 @@ class WorkerAdmin(WorkerModelAdmin):
     def serves(self, worker: Worker) -> str:
         return ", ".join(worker.queues) if worker.queues else gettext("all")
 
+    @admin.display(description=_("Pool"), ordering="hostname")
+    def pool(self, worker: Worker) -> SafeString:
+        return format_html(
+            '{} <span class="taskq-ago">pid {}</span><br><span class="taskq-pool">{}</span>',
+            worker.hostname,
+            worker.pid,
+            worker.name,
+        )
+
     @admin.display(description=_("Started"), ordering="started_at")
     def since(self, worker: Worker) -> SafeString | str:
         return display.when(worker.started_at, timezone.now())
 
     @admin.display(description=_("Last heartbeat"), ordering="last_heartbeat")
     def heartbeat(self, worker: Worker) -> SafeString | str:
-        seen = display.when(worker.last_heartbeat, timezone.now(), short=True)
+        seen = display.ago(worker.last_heartbeat, timezone.now())
         if self._is_alive(worker):
             return seen
         # A pool killed before it could unregister keeps its row until another pool prunes it.

@@ -94,7 +94,7 @@ def test_the_task_page_shows_each_attempt_with_its_own_times_and_a_folded_traceb
     page = text(html)
 
     first = timezone.localtime(start)
-    assert f"Attempt 1 Failed, retried web-1 pid 42 Started {first:%Y-%m-%d %H:%M:%S} UTC" in page
+    assert f"Attempt 1 Failed, retried web-1:42 Started {first:%Y-%m-%d %H:%M:%S} UTC" in page
     assert "Ran 1.5 s" in page
     assert "Attempt 2 Succeeded" in page
     assert "Ran 2.0 s" in page
@@ -184,7 +184,7 @@ def test_the_pool_reads_as_host_pid_and_since_when_while_it_lives() -> None:
     assert f"web-1 · pid 42 · running since {timezone.localtime(started):%Y-%m-%d %H:%M:%S} UTC" in live_page
     assert "3 min ago" in live_page
     assert "db-2 · pid 7 (this pool has stopped)" in gone_page
-    assert '<span class="taskq-pool" title="db-2:7:beef">db-2 pid 7</span>' in row_of(listed, gone)
+    assert '<span class="taskq-pool" title="db-2:7:beef">db-2:7</span>' in row_of(listed, gone)
 
 
 def test_the_traceback_opens_at_its_last_line() -> None:
