@@ -156,6 +156,7 @@ def test_the_task_page_shows_its_attempts_and_opens_the_traceback_at_its_end(
     failed = every_state()["failed"]
     at_width(admin_browser, width)
     admin_browser.get(f"{live_server.url}{CHANGELIST}{failed.pk}/change/")
+    admin_browser.save_screenshot(str(tmp_path / f"admin-task-page-{width}.png"))
 
     attempts = all_css(admin_browser, ".taskq-timeline > li")
     assert [a.get_attribute("class") for a in attempts] == [
@@ -187,6 +188,8 @@ def test_the_task_page_shows_its_attempts_and_opens_the_traceback_at_its_end(
     timeline = by_css(admin_browser, ".field-timeline")
     admin_browser.execute_script("arguments[0].scrollIntoView();", timeline)
     admin_browser.save_screenshot(str(tmp_path / f"admin-task-timeline-{width}.png"))
+    section = timeline.find_element("xpath", "ancestor::fieldset")
+    section.screenshot(str(tmp_path / f"admin-task-attempts-{width}.png"))
 
 
 @pytest.mark.parametrize("width", WIDTHS)
