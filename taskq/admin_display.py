@@ -42,18 +42,23 @@ OUTCOME_LABELS = {
 # Times ----------------------------------------------------------------------------------
 
 
+def local(moment: datetime) -> datetime:
+    """The moment in the current time zone; a naive one (USE_TZ = False) as it is."""
+    return timezone.localtime(moment) if timezone.is_aware(moment) else moment
+
+
 def stamp(moment: datetime) -> str:
     """The moment in the current time zone with seconds and the zone: 2026-12-06 05:31:02 UTC."""
-    local = timezone.localtime(moment)
-    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or ''}".rstrip()
+    local_moment = local(moment)
+    return f"{local_moment:%Y-%m-%d %H:%M:%S} {local_moment.tzname() or ''}".rstrip()
 
 
 def clock(moment: datetime, now: datetime) -> str:
     """The time of day with seconds, and the date too when it is not today."""
-    local, today = timezone.localtime(moment), timezone.localtime(now).date()
-    if local.date() == today:
-        return f"{local:%H:%M:%S}"
-    return f"{date_format(local, 'M d')} {local:%H:%M:%S}"
+    shown = local(moment)
+    if shown.date() == local(now).date():
+        return f"{shown:%H:%M:%S}"
+    return f"{date_format(shown, 'M d')} {shown:%H:%M:%S}"
 
 
 def relative(moment: datetime, now: datetime) -> str:

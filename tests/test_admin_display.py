@@ -328,3 +328,13 @@ def test_a_pool_name_of_another_shape_is_shown_whole() -> None:
     assert pool_parts("web-1:42:cafe") == ("web-1", "42")
     assert pool_parts("fe80::1:42:cafe") == ("fe80::1", "42")
     assert pool_parts("immediate") == ("immediate", "")
+
+
+def test_the_pages_read_naive_times_when_use_tz_is_off(settings: Any) -> None:
+    settings.USE_TZ = False
+    start = datetime(2026, 1, 2, 3, 4, 5)
+    entry = attempt(1, "failed", start, 2.0, error="ValueError: x")
+    task = make(**finished(Status.FAILED, started_at=start, finished_at=start, history=[entry]))
+    client = login(superuser=True)
+    assert "Started 2026-01-02 03:04:05 (" in text(client.get(change_url(task)).content.decode())
+    assert client.get(CHANGELIST).status_code == 200
