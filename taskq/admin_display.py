@@ -19,6 +19,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from taskq.changelist import ARGS_HEAD_CHARS
 from taskq.models import Status, Task, Worker
 from taskq.status import format_duration
 
@@ -187,9 +188,12 @@ def args_summary(args_head: str | None, kwargs_head: str | None) -> SafeString |
     parts = []
     for head, empty in ((args_head, "[]"), (kwargs_head, "{}")):
         text = (head or "").strip()
-        if text and text != empty:
-            # The JSON is cut short in the database, so it may lack its closing bracket.
-            parts.append(text[1:].removesuffix(text[-1] if text[-1] in "]}" else ""))
+        if not text or text == empty:
+            continue
+        if len(head or "") < ARGS_HEAD_CHARS:
+            parts.append(text[1:-1])  # whole: drop the list's or the object's brackets
+        else:
+            parts.append(text[1:] + "…")  # cut short in the database
     if not parts:
         return ""
     whole = ", ".join(parts)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from taskq.admin_display import pool_parts, relative
+from taskq.admin_display import args_summary, pool_parts, relative
 from taskq.models import Status, Task, Worker
 from tests.rows import finished, make
 from tests.test_admin import CHANGELIST, change_url, ids_on_page, login
@@ -338,3 +338,21 @@ def test_the_pages_read_naive_times_when_use_tz_is_off(settings: Any) -> None:
     client = login(superuser=True)
     assert "Started 2026-01-02 03:04:05 (" in text(client.get(change_url(task)).content.decode())
     assert client.get(CHANGELIST).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("args_head", "kwargs_head", "whole"),
+    [
+        ("[1, 2]", "{}", "1, 2"),
+        ("[]", '{"a": [1]}', '"a": [1]'),
+        ("[[1, 2], [3, 4]]", None, "[1, 2], [3, 4]"),
+        ("[]", "{}", None),
+        ("[" + "[1], " * 19 + "[1],", "{}", "[1], " * 19 + "[1],…"),  # 100 characters: cut short
+    ],
+)
+def test_the_argument_summary_keeps_inner_brackets_and_marks_a_cut(
+    args_head: str, kwargs_head: str | None, whole: str | None
+) -> None:
+    summary = str(args_summary(args_head, kwargs_head))
+    titles = [htmllib.unescape(title) for title in re.findall(r'title="([^"]*)"', summary)]
+    assert (titles[0] if titles else None) == whole
