@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count
+from django.db.models import Count, Min
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -33,11 +33,14 @@ RECENT = timedelta(hours=1)
 
 @dataclass
 class PoolActivity:
-    """One pool's running tasks (id, path) and its finished tasks since ``since``, by status."""
+    """One pool's running tasks (id, path), and per status its tasks finished since ``since``.
+
+    ``finished`` maps a status to the count and the earliest enqueue time among those tasks.
+    """
 
     since: datetime
     running: list[tuple[int, str]] = field(default_factory=list)
-    finished: dict[str, int] = field(default_factory=dict)
+    finished: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
 
 
 def activity(names: list[str], now: datetime) -> dict[str, PoolActivity]:
@@ -49,17 +52,17 @@ def activity(names: list[str], now: datetime) -> dict[str, PoolActivity]:
     running = Task.objects.running().filter(worker__in=names).order_by("pk")
     for name, pk, path in running.values_list("worker", "pk", "path"):
         found[name].running.append((pk, path))
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    counts: dict[str, dict[str, tuple[int, datetime | None]]] = defaultdict(dict)
     finished = (
         Task.objects.filter(
             status__in=[Status.SUCCEEDED, Status.FAILED], finished_at__gte=since, worker__in=names
         )
         .order_by()
         .values_list("worker", "status")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("pk"), first=Min("enqueued_at"))
     )
-    for name, state, n in finished:
-        counts[name][state] = n
+    for name, state, n, first in finished:
+        counts[name][state] = (n, first)
     for name, by_status in counts.items():
         found[name].finished = by_status
     return found
@@ -169,11 +172,17 @@ class WorkerAdmin(WorkerModelAdmin):
         )
         parts = []
         for state in (Status.SUCCEEDED, Status.FAILED):
-            query = urlencode(
-                {"worker": worker.name, "status__exact": state, "finished_at__gte": found.since.isoformat()}
-            )
-            count = found.finished.get(state, 0)
-            parts.append((f"{changelist}?{query}", count, state.label.lower()))
+            lookups = {
+                "worker": worker.name,
+                "status__exact": state,
+                "finished_at__gte": found.since.isoformat(),
+            }
+            count, first = found.finished.get(state, (0, None))
+            if first is not None:
+                # Every such task was enqueued at or after ``first``: saying so lets the date
+                # hierarchy's MIN(enqueued_at) start its index walk there, not at the oldest task.
+                lookups["enqueued_at__gte"] = first.isoformat()
+            parts.append((f"{changelist}?{urlencode(lookups)}", count, state.label.lower()))
         return format_html_join(" · ", '<a href="{}">{} {}</a>', parts)
 
     @admin.display(boolean=True, description=_("Alive"))
