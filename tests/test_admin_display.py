@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from taskq import options
 from taskq.admin_display import args_summary, pool_parts, relative
 from taskq.models import Status, Task, Worker
+from taskq.pool import Pool
+from tests.helpers import wait_until
 from tests.rows import finished, make
 from tests.test_admin import CHANGELIST, change_url, ids_on_page, login
-from tests.testapp import tasks
+from tests.test_reliability import wait_for_status
+from tests.testapp import progress_tasks, tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -356,3 +361,30 @@ def test_the_argument_summary_keeps_inner_brackets_and_marks_a_cut(
     summary = str(args_summary(args_head, kwargs_head))
     titles = [htmllib.unescape(title) for title in re.findall(r'title="([^"]*)"', summary)]
     assert (titles[0] if titles else None) == whole
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_pool_shows_its_running_task_with_progress_then_its_finished_count(
+    make_pool: Callable[..., Pool],
+) -> None:
+    pool = make_pool(workers=2)
+    task = options().enqueue(progress_tasks.halfway, "admin-progress")
+    try:
+        assert tasks.event("admin-progress:started").wait(10)
+        wait_until(lambda: Worker.objects.filter(name=pool.name).exists(), timeout=10)
+        client = login(superuser=True)
+
+        listed = row_of(client.get(CHANGELIST).content.decode(), task)
+        assert '<progress class="taskq-progress" max="100" value="50.0">' in listed
+        assert "halfway" in listed
+        assert f'title="{pool.name}"' in listed
+        pools = pool_row(client.get(WORKERS).content.decode(), pool.name)
+        assert "1 busy, 1 free" in text(pools)
+        assert f'href="{change_url(task)}"' in pools
+    finally:
+        tasks.event("admin-progress").set()
+    assert wait_for_status(task, Status.SUCCEEDED, Status.FAILED).status == Status.SUCCEEDED
+
+    pools = pool_row(client.get(WORKERS).content.decode(), pool.name)
+    assert "0 busy, 2 free" in text(pools)
+    assert "1 succeeded · 0 failed" in text(pools)
