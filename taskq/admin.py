@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -16,23 +15,22 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.functional import Promise
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from taskq import admin_display as display
 from taskq import process, schedule
+from taskq.admin_pools import WorkerAdmin
 from taskq.changelist import (
     CappedPaginator,
     DistinctValuesFilter,
     ProbingQuerySet,
     TaskChangeList,
     TaskModelAdmin,
-    WorkerModelAdmin,
     search,
 )
-from taskq.conf import settings
 from taskq.dashboard_views import dashboard_urls
 from taskq.models import FINISHED, Requeued, Status, Task, TaskQuerySet, Worker
 from taskq.status import format_duration
@@ -46,13 +44,14 @@ SUMMARY_FIELDS = (
     "priority",
     "attempts_of",
     "timeout",
-    "worker",
-    "cancel_requested",
+    "pool",
+    "stopping",
     "retried_by",
 )
-CALL_FIELDS = ("args_json", "kwargs_json", "signature")
-TIME_FIELDS = ("enqueued_at", "run_after", "started_at", "finished_at", "lease_expires_at", "wait", "run")
-OUTCOME_FIELDS = ("result_json", "error_text", "traceback_text", "history_table")
+CALL_FIELDS = ("args_json", "kwargs_json")
+TIME_FIELDS = ("enqueued", "due", "started", "finished", "wait", "run")
+OUTCOME_FIELDS = ("result_json", "error_text", "traceback_text")
+TECHNICAL_FIELDS = ("worker", "signature", "uid", "lease_expires")
 
 
 @admin.register(Task)
@@ -61,15 +60,15 @@ class TaskAdmin(TaskModelAdmin):
 
     list_display = [
         "id",
-        "path",
+        "function",
+        "call",
         "status_badge",
         "queue",
-        "priority",
         "attempts_of",
-        "enqueued_at",
+        "enqueued_short",
         "wait",
         "run",
-        "worker",
+        "pool_short",
     ]
     list_filter = ["status", ("queue", DistinctValuesFilter), ("path", DistinctValuesFilter)]
     search_fields = ["id", "path", "error"]
@@ -79,8 +78,8 @@ class TaskAdmin(TaskModelAdmin):
     )
     date_hierarchy = "enqueued_at"
     ordering = ["-enqueued_at", "-id"]
-    # Every other column would sort the whole table.
-    sortable_by = ["id", "enqueued_at"]
+    # Every other column would sort the whole table; ids follow the enqueue order anyway.
+    sortable_by = ["enqueued_short"]
     paginator = CappedPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
@@ -88,10 +87,15 @@ class TaskAdmin(TaskModelAdmin):
     fieldsets = [
         (None, {"fields": SUMMARY_FIELDS}),
         (_("Call"), {"fields": CALL_FIELDS}),
-        (_("Times"), {"fields": TIME_FIELDS}),
+        (_("Times"), {"fields": TIME_FIELDS, "description": display.TIMES_LEGEND}),
         (_("Outcome"), {"fields": OUTCOME_FIELDS}),
+        (_("Attempts"), {"fields": ["timeline"]}),
+        (_("Technical details"), {"fields": TECHNICAL_FIELDS, "classes": ["collapse"]}),
     ]
-    readonly_fields = SUMMARY_FIELDS + CALL_FIELDS + TIME_FIELDS + OUTCOME_FIELDS
+    readonly_fields = (
+        SUMMARY_FIELDS + CALL_FIELDS + TIME_FIELDS + OUTCOME_FIELDS + ("timeline",) + TECHNICAL_FIELDS
+    )
+    times_legend = display.TIMES_LEGEND
 
     class Media:
         css = {"all": ["taskq/admin.css"]}
@@ -143,14 +147,44 @@ class TaskAdmin(TaskModelAdmin):
 
     @admin.display(description=_("Status"))
     def status_badge(self, task: Task) -> SafeString:
-        label = task.get_status_display()
-        if task.status == Status.RUNNING and task.cancel_requested:
-            label = gettext("%(status)s (stopping)") % {"status": label}
-        return _badge(task.status, label)
+        return display.status(task, timezone.now())
+
+    @admin.display(description=_("Function"))
+    def function(self, task: Task) -> SafeString:
+        return display.function_name(task.path)
+
+    @admin.display(description=_("Arguments"))
+    def call(self, task: Task) -> SafeString | str:
+        # The changelist reads only the start of the arguments (args_head); a page shows them whole.
+        return display.args_summary(getattr(task, "args_head", None), getattr(task, "kwargs_head", None))
 
     @admin.display(description=_("Attempts"))
     def attempts_of(self, task: Task) -> str:
         return f"{task.attempts}/{task.max_attempts}"
+
+    @admin.display(description=_("Enqueued"), ordering="enqueued_at")
+    def enqueued_short(self, task: Task) -> SafeString | str:
+        return display.when(task.enqueued_at, timezone.now(), short=True)
+
+    @admin.display(description=_("Enqueued"))
+    def enqueued(self, task: Task) -> SafeString | str:
+        return display.when(task.enqueued_at, timezone.now())
+
+    @admin.display(description=_("Due"))
+    def due(self, task: Task) -> SafeString | str:
+        return display.when(task.run_after, timezone.now())
+
+    @admin.display(description=_("Started"))
+    def started(self, task: Task) -> SafeString | str:
+        return display.when(task.started_at, timezone.now())
+
+    @admin.display(description=_("Finished"))
+    def finished(self, task: Task) -> SafeString | str:
+        return display.when(task.finished_at, timezone.now())
+
+    @admin.display(description=_("Lease expires"))
+    def lease_expires(self, task: Task) -> SafeString | str:
+        return display.when(task.lease_expires_at, timezone.now())
 
     @admin.display(description=_("Waited"))
     def wait(self, task: Task) -> str:
@@ -164,39 +198,54 @@ class TaskAdmin(TaskModelAdmin):
             }
         return format_duration(task.run_time)
 
+    @admin.display(description=_("Pool"))
+    def pool_short(self, task: Task) -> SafeString | str:
+        return display.pool_short(task.worker)
+
+    @admin.display(description=_("Pool"))
+    def pool(self, task: Task) -> SafeString | str:
+        live = Worker.objects.filter(name=task.worker).first() if task.worker else None
+        return display.pool_long(task.worker, live, timezone.now())
+
+    @admin.display(description=_("Cancel requested"))
+    def stopping(self, task: Task) -> str:
+        if not task.cancel_requested:
+            return self.get_empty_value_display()
+        return gettext("Yes: it stops once it checks current_task().cancel_event, or when it finishes.")
+
     @admin.display(description=_("Args"))
     def args_json(self, task: Task) -> SafeString:
-        return _pre(json.dumps(task.args, indent=2, ensure_ascii=False))
+        return display.pre(json.dumps(task.args, indent=2, ensure_ascii=False))
 
     @admin.display(description=_("Kwargs"))
     def kwargs_json(self, task: Task) -> SafeString:
-        return _pre(json.dumps(task.kwargs, indent=2, sort_keys=True, ensure_ascii=False))
+        return display.pretty_json(task.kwargs)
 
     @admin.display(description=_("Result"))
     def result_json(self, task: Task) -> SafeString:
-        return _pre(json.dumps(task.result, indent=2, sort_keys=True, ensure_ascii=False))
+        return display.pretty_json(task.result)
 
     @admin.display(description=_("Last error"))
     def error_text(self, task: Task) -> SafeString | str:
-        return _pre(task.error) if task.error else self.get_empty_value_display()
+        if not task.error:
+            return self.get_empty_value_display()
+        if task.status == Status.SUCCEEDED:
+            # Left by an earlier attempt; without saying so it reads as this task's failure.
+            return format_html(
+                '<p class="taskq-earlier">{}</p>{}',
+                gettext("An earlier attempt raised this; the last attempt succeeded."),
+                display.pre(task.error),
+            )
+        return display.pre(task.error)
 
     @admin.display(description=_("Last traceback"))
     def traceback_text(self, task: Task) -> SafeString | str:
-        return _pre(task.traceback) if task.traceback else self.get_empty_value_display()
+        return display.tail(task.traceback) if task.traceback else self.get_empty_value_display()
 
     @admin.display(description=_("Attempts so far"))
-    def history_table(self, task: Task) -> SafeString | str:
-        # Every finished attempt, including those before a retry; their tracebacks stay in the row.
-        if not task.history:
-            return self.get_empty_value_display()
-        columns = (_("Attempt"), _("Outcome"), _("Pool"), _("Started"), _("Finished"), _("Error"))
-        keys = ("attempt", "outcome", "worker", "started_at", "finished_at", "error")
-        cells = "".join(["<td>{}</td>"] * len(keys))
-        return format_html(
-            '<table class="taskq-history"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-            format_html_join("", "<th>{}</th>", ((c,) for c in columns)),
-            format_html_join("", f"<tr>{cells}</tr>", ([e.get(k) or "" for k in keys] for e in task.history)),
-        )
+    def timeline(self, task: Task) -> SafeString | str:
+        # Every finished attempt, including those before a manual retry, then the one under way.
+        return display.timeline(task, timezone.now()) or self.get_empty_value_display()
 
     # Actions ----------------------------------------------------------------
 
@@ -326,7 +375,7 @@ class TaskAdmin(TaskModelAdmin):
                 )
             outcome = None
             if state.last_outcome is not None:
-                outcome = _badge(state.last_outcome, Status(state.last_outcome).label)
+                outcome = display.badge(state.last_outcome, Status(state.last_outcome).label)
             rows.append({"state": state, "last_task": last_task, "outcome": outcome})
         context = {
             **self.admin_site.each_context(request),
@@ -337,49 +386,7 @@ class TaskAdmin(TaskModelAdmin):
         return TemplateResponse(request, "admin/taskq/task/schedules.html", context)
 
 
-@admin.register(Worker)
-class WorkerAdmin(WorkerModelAdmin):
-    """Pools, as they heartbeat; pools write these rows, so the admin only reads them."""
-
-    list_display = ["name", "hostname", "pid", "threads", "serves", "started_at", "heartbeat", "alive"]
-    ordering = ["hostname", "pid"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Worker | None = None) -> bool:
-        return False
-
-    @admin.display(description=_("Queues"))
-    def serves(self, worker: Worker) -> str:
-        return ", ".join(worker.queues) if worker.queues else gettext("all")
-
-    @admin.display(description=_("Last heartbeat"), ordering="last_heartbeat")
-    def heartbeat(self, worker: Worker) -> str:
-        age = format_duration(timezone.now() - worker.last_heartbeat)
-        if self._is_alive(worker):
-            return gettext("%(age)s ago") % {"age": age}
-        # A pool killed before it could unregister keeps its row until another pool prunes it.
-        limit = format_duration(settings.stale_after)
-        return gettext("stale: no heartbeat for over %(limit)s (%(age)s ago)") % {"limit": limit, "age": age}
-
-    @admin.display(boolean=True, description=_("Alive"))
-    def alive(self, worker: Worker) -> bool:
-        return self._is_alive(worker)
-
-    def _is_alive(self, worker: Worker) -> bool:
-        return worker.last_heartbeat >= timezone.now() - timedelta(seconds=settings.stale_after)
-
-
-def _badge(status: str, label: str | Promise) -> SafeString:
-    return format_html('<span class="taskq-status taskq-status-{}">{}</span>', status, label)
-
-
-def _pre(text: str) -> SafeString:
-    return format_html('<pre class="taskq-pre">{}</pre>', text)
+admin.site.register(Worker, WorkerAdmin)
 
 
 def _who(request: HttpRequest) -> str:

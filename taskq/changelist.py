@@ -20,7 +20,8 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections, models, router
-from django.db.models import F, Max, Min, Q, QuerySet, Subquery
+from django.db.models import F, Max, Min, Q, QuerySet, Subquery, TextField
+from django.db.models.functions import Cast, Substr
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
@@ -30,6 +31,7 @@ from taskq.models import Status, Task, TaskQuerySet, Worker
 
 # Columns the changelist never shows; a page of tracebacks is slow to fetch and render.
 HEAVY_FIELDS = ("args", "kwargs", "result", "error", "traceback", "signature", "history")
+ARGS_HEAD_CHARS = 100  # of the arguments' JSON text, read for the page's rows only
 MAX_ID = 2**63 - 1
 MAX_PROBES = 400  # periods the date hierarchy probes in one query; more falls back to DISTINCT
 SEARCH_PATHS_LIMIT = 1000  # with more distinct paths, a search reads every row's path
@@ -233,6 +235,13 @@ class TaskChangeList(ChangeList):
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
+        if isinstance(self.result_list, QuerySet):
+            # The start of each call's arguments, added to the page's query after its slice,
+            # so the capped count never computes it; args and kwargs themselves stay deferred.
+            self.result_list = self.result_list.annotate(
+                args_head=Substr(Cast("args", TextField()), 1, ARGS_HEAD_CHARS),
+                kwargs_head=Substr(Cast("kwargs", TextField()), 1, ARGS_HEAD_CHARS),
+            )
         if self.paginator.capped:
             # The search form shows "N results" when N differs from the full count;
             # a capped N would be wrong, so it shows nothing instead.

@@ -121,8 +121,8 @@ def test_the_task_page_lists_every_attempt_including_those_before_a_retry() -> N
     html = client.get(change_url(task)).content.decode()
 
     assert "Attempts so far" in html
-    assert html.count("<td>failed</td>") == 2
-    assert html.count("<td>ValueError: &lt;first&gt;</td>") == 2
+    assert html.count('<li class="taskq-attempt taskq-outcome-failed">') == 2
+    assert html.count('<p class="taskq-attempt-error">ValueError: &lt;first&gt;</p>') == 2
     assert "<first>" not in html
 
 
