@@ -14,6 +14,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import DatabaseError, connections, router, transaction
+from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
 from taskq import outcome, signing
@@ -172,6 +173,13 @@ def _attempt_guarded(task: Task) -> outcome.Outcome:
     return judged[0]
 
 
+def _send(signal: Signal, task: Task) -> None:
+    # A receiver that raises must not cost the task its attempt or its outcome.
+    for receiver, error in signal.send_robust(sender=Task, task=task):
+        if isinstance(error, Exception):
+            logger.error("task=%s event=signal_error receiver=%r error=%r", task.pk, receiver, error)
+
+
 def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
     """Run a task the caller has claimed (status running) and save its outcome."""
     if not signing.verify(task.path, task.args, task.kwargs, task.uid, task.signature):
@@ -181,7 +189,7 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
         )
         logger.error("task=%s path=%s event=bad_signature", task.pk, task.path)
         record(task, outcome.failed(exc, "", None))
-        task_finished.send(sender=Task, task=task)
+        _send(task_finished, task)
         return task
     context = TaskContext(
         task.pk,
@@ -192,9 +200,9 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
         task.started_at,
     )
     token = _current.set(context)
-    task_started.send(sender=Task, task=task)
-    logger.info("task=%s path=%s attempt=%s event=started", task.pk, task.path, task.attempts)
     try:
+        _send(task_started, task)
+        logger.info("task=%s path=%s attempt=%s event=started", task.pk, task.path, task.attempts)
         try:
             result = _attempt_guarded(task)
         except BaseException as exc:
@@ -205,5 +213,5 @@ def run_task(task: Task, cancel_event: threading.Event | None = None) -> Task:
         record(task, result)
     finally:
         _current.reset(token)
-        task_finished.send(sender=Task, task=task)
+        _send(task_finished, task)
     return task

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -42,9 +42,28 @@ def claim(qs: TaskQS, pool: str, limit: int, lease: float, queues: Sequence[str]
         # until their leases lapse, which would count an attempt never made.
         release(qs, pool, exc.pks)
         raise exc.__cause__ or exc from None
+    except DatabaseError:
+        _release_unanswered(qs, pool, now)
+        raise
     # RETURNING follows no ORDER BY: put the batch back in the order due() chose.
     tasks.sort(key=lambda t: (-t.priority, t.run_after, t.enqueued_at, t.pk))
     return tasks
+
+
+def _release_unanswered(qs: TaskQS, pool: str, now: datetime) -> None:
+    """Give back what a claim whose answer was lost may have committed, on a fresh connection."""
+    conn = connections[qs.db]
+    if conn.in_atomic_block:
+        return  # the caller's transaction rolls the claim back with it
+    # The connection dropped after the UPDATE committed: its rows carry this pool's name
+    # and this claim's time, and nothing else does.
+    try:
+        conn.close()
+        qs.filter(status=Status.RUNNING, worker=pool, started_at=now).update(
+            status=Status.QUEUED, attempts=F("attempts") - 1, started_at=None, lease_expires_at=None
+        )
+    except DatabaseError:
+        pass  # the database is still away: the rows' leases lapse and recovery requeues them
 
 
 def _due(qs: TaskQS, now: datetime, queues: Sequence[str] | None) -> TaskQS:

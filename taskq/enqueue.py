@@ -125,7 +125,11 @@ class Options:
                 ) from exc
             raise
         task.created = True
-        task_enqueued.send(sender=Task, task=task)
+        # Robust: the row is written (and, in autocommit, committed), so a receiver that
+        # raises must not make the caller believe it was not, nor skip the wake below.
+        for receiver, error in task_enqueued.send_robust(sender=Task, task=task):
+            if isinstance(error, Exception):
+                logger.error("task=%s event=signal_error receiver=%r error=%r", task.pk, receiver, error)
         transaction.on_commit(lambda: _committed(task), using=using)
         return task
 

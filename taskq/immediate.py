@@ -12,13 +12,16 @@ from taskq.models import Status, Task
 
 # What Task.worker records for attempts run this way, in place of a pool's "host:pid:hex".
 IMMEDIATE = "immediate"
+# The lease of an attempt without a timeout that runs in the caller's thread, which nothing renews.
+NO_TIMEOUT_LEASE = 3600.0
 
 
 def lease_for(task: Task) -> float:
     """Seconds of lease for an attempt that runs in the caller's thread, which never renews it."""
-    # Long enough for the task to finish within its timeout, so a pool elsewhere does not
-    # recover it while it still runs; short enough that a crash mid-task is still recovered.
-    return settings.lease_seconds + (task.timeout or 0.0)
+    # Long enough for the task to finish within its timeout (or, without one, an hour), so
+    # a pool elsewhere does not recover it while it still runs; short enough that a crash
+    # mid-task is still recovered.
+    return settings.lease_seconds + (task.timeout or NO_TIMEOUT_LEASE)
 
 
 def claim(task: Task, runner: str) -> bool:

@@ -73,14 +73,12 @@ class TaskQuerySet(models.QuerySet["Task"]):
         """Give back claimed tasks that never started, without counting the attempt."""
         return claims.release(self, pool, pks)
 
-    def prune(self, older_than: datetime, batch_size: int = 500) -> int:
-        """Delete up to ``batch_size`` tasks that finished before ``older_than``."""
-        pks = list(
-            self.finished()
-            .filter(finished_at__lt=older_than)
-            .order_by("finished_at")
-            .values_list("pk", flat=True)[:batch_size]
-        )
+    def prune(self, older_than: datetime, batch_size: int = 500, keep: Sequence[int] = ()) -> int:
+        """Delete up to ``batch_size`` tasks that finished before ``older_than``, except ``keep``."""
+        old = self.finished().filter(finished_at__lt=older_than)
+        if keep:
+            old = old.exclude(pk__in=list(keep))
+        pks = list(old.order_by("finished_at").values_list("pk", flat=True)[:batch_size])
         if not pks:
             return 0
         deleted, _ = self.filter(pk__in=pks).delete()
@@ -179,10 +177,17 @@ class Task(models.Model):
     def _finish(
         self, entry: dict[str, Any] | None = None, progress: dict[str, Any] | None = None, **fields: Any
     ) -> bool:
-        # Conditional on still being ours: a task whose lease was recovered, or that
-        # timed out and was abandoned, must not have its outcome written twice.
+        # Conditional on still being this very attempt: a task whose lease was recovered, or
+        # that timed out and was abandoned, must not have its outcome written twice. The claim
+        # time tells attempts apart where the pool and the count repeat: a pool keeps its name,
+        # and an admin retry starts the count again.
         using = router.db_for_write(Task, instance=self)
-        mine: dict[str, Any] = {"status": Status.RUNNING, "worker": self.worker, "attempts": self.attempts}
+        mine: dict[str, Any] = {
+            "status": Status.RUNNING,
+            "worker": self.worker,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+        }
         if entry is not None:
             fields["history"] = appended(self.history, entry)
         if progress is not None:

@@ -151,6 +151,11 @@ def _is_connection_problem(exc: BaseException, conn: BaseDatabaseWrapper) -> boo
         return True
     if not isinstance(exc, OperationalError):
         return False
+    # PostgreSQL says which in the SQLSTATE: class 22 (data exception) and 54 (a program
+    # limit, such as a value too large) are the data's; 08 and 57P the connection's.
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate[:2] in {"22", "54"}:
+        return False
     # Any OperationalError not known as refused data is taken for the connection's, and
     # retried: wrongly failing a task that succeeded would be worse than one more write.
     return not (exc.args and exc.args[0] in features(conn).refused_data_errors)
@@ -234,3 +239,4 @@ def write(task: Task, outcome: Outcome) -> bool:
             if isinstance(exc, DatabaseError):
                 _fresh(conn)
             outcome = _reduced(outcome, exc)
+            suspicious = 0

@@ -15,7 +15,7 @@ from django.apps import apps
 from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
-from taskq import wake
+from taskq import schedule, wake
 from taskq.conf import settings
 from taskq.models import Task, Worker
 from taskq.rollup import roll_up
@@ -235,9 +235,13 @@ class Pool:
         if recovered:
             logger.warning("pool=%s event=recovered tasks=%s reason=worker_lost", self.name, recovered)
         Worker.objects.filter(last_heartbeat__lt=now - timedelta(seconds=settings.lease_seconds)).delete()
-        # The dashboard's week of charts reads one row per minute that some pool rolled up.
-        roll_up(now)
-        self._prune()
+        # The extras below must never stop a pool from claiming: a failure is logged, and the
+        # round goes on (a site deployed before its rollup table exists still runs tasks).
+        for name, extra in (("rollup", lambda: roll_up(now)), ("prune", self._prune)):
+            try:
+                extra()
+            except Exception as exc:  # noqa: BLE001 - logged; the heartbeat and claims go on
+                logger.warning("pool=%s event=%s_failed error=%r", self.name, name, exc)
 
     def _prune(self) -> None:
         retention = settings.retention
@@ -249,8 +253,10 @@ class Pool:
             return
         self._last_prune = time.monotonic()
         cutoff = timezone.now() - timedelta(seconds=retention)
+        # Each schedule's newest firing is where it resumes after a restart: never prune it.
+        keep = schedule.newest_firings()
         for _ in range(PRUNE_BATCHES_PER_ROUND):
-            if Task.objects.prune(cutoff, PRUNE_BATCH) < PRUNE_BATCH:
+            if Task.objects.prune(cutoff, PRUNE_BATCH, keep=keep) < PRUNE_BATCH:
                 break
 
     def _shutdown(self) -> None:
@@ -270,7 +276,10 @@ class Pool:
         except Exception:
             logger.exception("pool=%s event=unregister_failed", self.name)
         finally:
-            connections.close_all()
+            try:
+                connections.close_all()
+            except Exception:  # closing a connection the server dropped can raise
+                logger.exception("pool=%s event=close_failed", self.name)
             wake.unregister(self)
             self._stopped.set()
             logger.info("pool=%s event=stopped", self.name)

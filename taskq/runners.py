@@ -154,7 +154,12 @@ class Runners:
                 entry.task.path,
                 entry.task.timeout,
             )
-            record_timeout(entry.task)
+            try:
+                record_timeout(entry.task)
+            except Exception:
+                # The database stayed away past the outcome's retries: this task's lease
+                # lapses and recovery records it, and the other late tasks still get theirs.
+                logger.exception("pool=%s task=%s event=record_failed", self.pool, entry.task.pk)
 
     def stop(self, grace: float) -> list[str]:
         """Give back unstarted tasks, let running ones finish within ``grace``; name those still running."""
@@ -180,11 +185,16 @@ class Runners:
     # The runner threads ----------------------------------------------------
 
     def _spawn(self) -> None:
-        # Called with the lock held.
+        # Called with the lock held, which the new thread does not take before its first
+        # task, so it is counted once it is known to have started.
         thread = threading.Thread(target=self._run, name=f"taskq-runner-{self.pool}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            logger.exception("pool=%s event=spawn_failed capacity=%s", self.pool, self.capacity)
+            return
         self.threads.add(thread)
         self.capacity += 1
-        thread.start()
 
     def _run(self) -> None:
         me = threading.current_thread()
@@ -211,7 +221,10 @@ class Runners:
             raise
         finally:
             # Every thread closes what it opened, so no session outlives the pool.
-            connections.close_all()
+            try:
+                connections.close_all()
+            except Exception:  # closing a connection the server dropped can raise
+                logger.exception("pool=%s event=close_failed", self.pool)
             with self._lock:
                 self.threads.discard(me)
                 self.abandoned.discard(me)

@@ -74,6 +74,16 @@ def last_fired(entry: Entry, limit: int = 1) -> list[Task]:
     )
 
 
+def newest_firings() -> list[int]:
+    """The primary key of each schedule's newest firing row, which retention must keep."""
+    try:
+        declared = entries()
+    except Exception:  # noqa: BLE001 - a broken schedule is the check's to report; prune the rest
+        logger.warning("event=schedule_unreadable: pruning without keeping schedules' last firings")
+        return []
+    return [row.pk for entry in declared for row in last_fired(entry, 1)]
+
+
 def tick_of(task: Task) -> datetime:
     """The tick a firing row stands for, read back from the end of its uid."""
     assert task.uid is not None

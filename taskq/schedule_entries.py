@@ -125,6 +125,9 @@ def _every_seconds(name: str, value: Any) -> int:
     return int(seconds)
 
 
+SYNTAX_CHECK_MOMENT = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def _crontab(name: str, value: Any) -> str:
     if not isinstance(value, str) or len(value.split()) != 5:
         raise ScheduleError(
@@ -133,7 +136,9 @@ def _crontab(name: str, value: Any) -> str:
             "(minute hour day-of-month month day-of-week).",
         )
     try:
-        CronSim(value, timezone.now())
+        # Any aware moment checks the syntax; a fixed one reads no setting (TIME_ZONE), so
+        # @periodic can check its crontab while its module imports.
+        CronSim(value, SYNTAX_CHECK_MOMENT)
     except CronSimError as exc:
         raise ScheduleError(
             "taskq.E024", f"schedule {name!r}: 'cron' is {value!r}: {exc}. Fix the crontab."
@@ -230,8 +235,14 @@ def periodic(*, cron: str | None = None, every: float | timedelta | None = None)
         raw: dict[str, Any] = {"task": path}
         raw.update({"cron": cron} if cron is not None else {})
         raw.update({"every": every} if every is not None else {})
-        # The function's module is still importing, so its path is checked later, by check.
-        parse(path, raw, resolve=False)
+        # The function's module is still importing, and settings may not be ready, so only
+        # the timing is checked now; manage.py check validates the whole entry.
+        if (cron is None) == (every is None):
+            raise ScheduleError("taskq.E023", f"@periodic on {path} needs exactly one of cron= and every=.")
+        if cron is not None:
+            _crontab(path, cron)
+        else:
+            _every_seconds(path, every)
         registry[path] = raw
         return fn
 
