@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,14 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
+from taskq import enqueue
 from taskq.models import Status, Task, Worker
+from taskq.pool import Pool
 from tests.browser.test_demo_browser import all_css, by_css
+from tests.helpers import wait_until
 from tests.rows import finished, make
-from tests.testapp import tasks
+from tests.test_reliability import wait_for_status
+from tests.testapp import progress_tasks, tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -221,3 +226,30 @@ def test_the_workers_page_shows_each_pool_at_work(
     if width >= 1400:
         table = by_css(admin_browser, "#result_list")
         assert table.rect["width"] <= by_css(admin_browser, "#changelist-form .results").rect["width"] + 1
+
+
+def test_a_running_tasks_progress_bar_advances(
+    admin_browser: Any, live_server: LiveServer, make_pool: Callable[..., Pool], tmp_path: Path
+) -> None:
+    make_pool(workers=1)
+    task = enqueue(progress_tasks.in_steps, "bar", 3)
+    seen: list[float] = []
+    try:
+
+        def reported() -> Any:
+            return (Task.objects.get(pk=task.pk).progress or {}).get("done")
+
+        for step in (1, 2, 3):
+            wait_until(lambda: reported() == step)  # noqa: B023 - called at once, inside this iteration
+            admin_browser.get(f"{live_server.url}{CHANGELIST}{task.pk}/change/")
+            bar = by_css(admin_browser, "progress.taskq-progress")
+            seen.append(float(bar.get_attribute("value")))
+            assert f"step {step} of 3" in admin_browser.page_source
+            admin_browser.save_screenshot(str(tmp_path / f"admin-progress-{step}.png"))
+            tasks.event(f"bar:{step}").set()
+    finally:
+        for step in (1, 2, 3):
+            tasks.event(f"bar:{step}").set()
+    assert seen == sorted(seen)
+    assert seen[0] < seen[-1] == 100.0
+    assert wait_for_status(task, Status.SUCCEEDED).result == 3

@@ -116,3 +116,19 @@ async def async_progress(name: str, timeout: float = 30.0) -> None:
     event(f"{name}:started").set()
     event(name).wait(timeout)  # blocks this task's own loop only
     current.progress(3, 3, "from the loop at the end")
+
+
+def in_steps(name: str, count: int = 3, timeout: float = 30.0) -> int:
+    """Report step 1, 2, … of ``count``, each until it is stored, then wait for the test to go on."""
+    current = context()
+    for step in range(1, count + 1):
+        # progress() stores at most once a second: report for a little over one, so this
+        # step's value is on the row before the test is told.
+        stored_by = time.monotonic() + 1.1
+        while True:
+            current.progress(step, count, f"step {step} of {count}")
+            if time.monotonic() >= stored_by:
+                break
+            time.sleep(0.05)  # a step of work
+        event(f"{name}:{step}").wait(timeout)
+    return count
