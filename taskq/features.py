@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 _ATTR = "_taskq_features"
+# MariaDB reports a packet too large, a bad string, data too long, invalid JSON, a failed
+# CHECK (json_valid) and JSON too deep as an OperationalError with one of these numbers.
 MYSQL_REFUSED_DATA = frozenset({1153, 1301, 1366, 1406, 3140, 4025, 4040})
-MYSQL_GONE_AWAY = frozenset({2006, 2013})
 
 
 @dataclass(frozen=True)
@@ -17,14 +18,10 @@ class Features:
 
     # One UPDATE ... RETURNING claims and reads rows back: PostgreSQL, SQLite 3.35 or later.
     returning_claim: bool
-    # SELECT ... FOR UPDATE SKIP LOCKED lets claimers pass each other's rows.
-    skip_locked: bool
     # A runner may claim its own next task. Not on MariaDB, whose locking claim holds a
     # lock on every row it scans until it commits: runners doing that at once behind many
     # delayed rows filled InnoDB's lock heap until the server aborted.
     runners_claim: bool
-    # Indexes with a WHERE clause; Django leaves the condition out on MariaDB.
-    partial_indexes: bool
     # MariaDB reads an index's distinct values by jumping between groups only when asked
     # in its own GROUP BY form; elsewhere a recursive CTE does the same.
     loose_index_scan_by_group: bool
@@ -34,18 +31,14 @@ class Features:
     server_sessions: bool
     # How the server reports its connection limit; None where it has none to read.
     max_connections_query: str | None
-    # Error numbers of an OperationalError that mean the server refused the data, not the
-    # connection: MariaDB reports a packet too large, a bad string, data too long, invalid
-    # JSON, a failed CHECK (json_valid) and JSON too deep this way. Elsewhere every
-    # OperationalError is the connection's.
-    refused_data_errors: frozenset[int]
-    # Error numbers that can mean either: MariaDB answers a statement over max_allowed_packet
-    # by dropping the connection, which the client reports as "gone away".
-    ambiguous_disconnects: frozenset[int]
 
 
 def features(conn: BaseDatabaseWrapper) -> Features:
-    """Return what the database behind ``conn`` can do, worked out once per connection wrapper."""
+    """Return what the database behind ``conn`` can do, worked out once per connection wrapper.
+
+    Read from the backend and the driver, never from the server, so it answers while the
+    connection is lost; what only the server can tell, such as skip_locked(), asks it apart.
+    """
     found: Features | None = getattr(conn, _ATTR, None)
     if found is None:
         vendor = conn.vendor
@@ -55,9 +48,7 @@ def features(conn: BaseDatabaseWrapper) -> Features:
         )
         found = Features(
             returning_claim=returning,
-            skip_locked=bool(conn.features.has_select_for_update_skip_locked),
             runners_claim=returning,
-            partial_indexes=bool(conn.features.supports_partial_indexes),
             loose_index_scan_by_group=vendor == "mysql",
             probes_date_bounds=vendor == "sqlite",
             server_sessions=vendor != "sqlite",
@@ -65,8 +56,19 @@ def features(conn: BaseDatabaseWrapper) -> Features:
                 "postgresql": "SHOW max_connections",
                 "mysql": "SELECT @@max_connections",
             }.get(vendor),
-            refused_data_errors=MYSQL_REFUSED_DATA if vendor == "mysql" else frozenset(),
-            ambiguous_disconnects=MYSQL_GONE_AWAY if vendor == "mysql" else frozenset(),
         )
         setattr(conn, _ATTR, found)
     return found
+
+
+def refused_data_errors(conn: BaseDatabaseWrapper) -> frozenset[int]:
+    """Error numbers of an OperationalError that mean the server refused the data, not the connection.
+
+    Read from the vendor alone, never from the server: it is asked while the connection is lost.
+    """
+    return MYSQL_REFUSED_DATA if conn.vendor == "mysql" else frozenset()
+
+
+def skip_locked(conn: BaseDatabaseWrapper) -> bool:
+    """Whether SELECT ... FOR UPDATE SKIP LOCKED lets claimers pass each other's rows (asks MariaDB)."""
+    return bool(conn.features.has_select_for_update_skip_locked)

@@ -17,12 +17,11 @@ from taskq.bounds import MAX_HISTORY_TRACEBACK_CHARS, head_and_tail, one_line
 from taskq.conf import settings
 from taskq.context import current_task
 from taskq.exceptions import ErrorNotStorable, ResultNotStorable
-from taskq.features import features
+from taskq.features import refused_data_errors
 from taskq.models import Status, Task
 
 logger = logging.getLogger("taskq")
 
-AMBIGUOUS_TRIES = 3
 FIRST_PAUSE = 0.05
 MAX_PAUSE = 1.0
 
@@ -158,12 +157,7 @@ def _is_connection_problem(exc: BaseException, conn: BaseDatabaseWrapper) -> boo
         return False
     # Any OperationalError not known as refused data is taken for the connection's, and
     # retried: wrongly failing a task that succeeded would be worse than one more write.
-    return not (exc.args and exc.args[0] in features(conn).refused_data_errors)
-
-
-def _ambiguous(exc: DatabaseError, conn: BaseDatabaseWrapper) -> bool:
-    # The same "gone away" on a server that answers every ping is then the data's fault.
-    return bool(exc.args) and exc.args[0] in features(conn).ambiguous_disconnects
+    return not (exc.args and exc.args[0] in refused_data_errors(conn))
 
 
 def _fresh(conn: BaseDatabaseWrapper) -> bool:
@@ -173,16 +167,6 @@ def _fresh(conn: BaseDatabaseWrapper) -> bool:
     # Closing a dead connection may raise; it is gone either way.
     with contextlib.suppress(Exception):
         conn.close()
-    return True
-
-
-def _reachable(conn: BaseDatabaseWrapper) -> bool:
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception:  # noqa: BLE001 - any failure means: not reachable now
-        _fresh(conn)
-        return False
     return True
 
 
@@ -213,7 +197,6 @@ def write(task: Task, outcome: Outcome) -> bool:
     conn = connections[router.db_for_write(Task, instance=task)]
     deadline = time.monotonic() + settings.outcome_retry_seconds
     pause = FIRST_PAUSE
-    suspicious = 0
     while True:
         try:
             return _write_once(task, outcome, conn)
@@ -226,17 +209,13 @@ def write(task: Task, outcome: Outcome) -> bool:
                 )
                 time.sleep(pause)
                 pause = min(pause * 2, MAX_PAUSE)
-                # MariaDB drops the connection over a statement larger than max_allowed_packet,
-                # so the same "gone away" on a server that answers every ping is the data's fault.
-                if not (_ambiguous(exc, conn) and _reachable(conn)):
-                    continue
-                suspicious += 1
-                if suspicious < AMBIGUOUS_TRIES:
-                    continue
+                # A lost connection is never taken for refused data, however often it comes
+                # back: MariaDB also drops one over a statement larger than max_allowed_packet,
+                # which TASKQ_MAX_RESULT_BYTES and the bounded error text keep outcomes under.
+                continue
             if outcome.reduced:
                 raise
             logger.error("task=%s path=%s event=outcome_refused error=%r", task.pk, task.path, describe(exc))
             if isinstance(exc, DatabaseError):
                 _fresh(conn)
             outcome = _reduced(outcome, exc)
-            suspicious = 0

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 from django.db import connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from taskq.features import features
+from taskq.features import skip_locked
 
 # The order due tasks run in; due() and the claim both follow it, and taskq_claim_idx serves it.
 DUE_ORDER = ("-priority", "run_after", "enqueued_at")
@@ -89,7 +89,7 @@ def _build_claim(
         f"ORDER BY {col('run_after')} LIMIT {int(limit)}) AS due)"
     )
     picked = f"SELECT {pk} FROM {table} WHERE {where} ORDER BY {order} LIMIT {due}"  # noqa: S608
-    if features(conn).skip_locked:
+    if skip_locked(conn):
         picked += " FOR UPDATE SKIP LOCKED"
     fields = meta.concrete_fields
     # A CTE rather than IN (subquery): PostgreSQL may evaluate a plain subquery more than
