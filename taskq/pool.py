@@ -17,6 +17,7 @@ from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
 from taskq.conf import settings
+from taskq.listen import Listener, Wake
 from taskq.models import Task, Worker
 from taskq.runners import Runners, tidy_connections
 from taskq.schedule import Scheduler
@@ -46,10 +47,12 @@ def missing_tables() -> list[str]:
     return [t for t in (Task._meta.db_table, Worker._meta.db_table) if t not in present]
 
 
-def wake_all() -> None:
-    """Wake every live pool in this process: a task was just committed."""
-    for pool in list(_live):
+def wake_all() -> int:
+    """Wake every live pool in this process: a task was just committed. Return how many."""
+    pools = list(_live)
+    for pool in pools:
         pool.notify()
+    return len(pools)
 
 
 class Pool:
@@ -67,7 +70,7 @@ class Pool:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._wake = threading.Event()
+        self._wake = Wake()
         self.runners = Runners(self.name, self.size, self.queues, self._wake.set, self._stopping)
         self._notified = False  # a task was committed since the dispatcher last looked
         self._dispatcher: threading.Thread | None = None
@@ -78,6 +81,7 @@ class Pool:
         # Monotonic time the missing tables were last reported; None while they exist.
         self._missing_reported: float | None = None
         self._scheduler: Scheduler | None = None
+        self._listener: Listener | None = None
 
     # Lifecycle -------------------------------------------------------------
 
@@ -140,6 +144,9 @@ class Pool:
 
     def _dispatch(self) -> None:
         apps.ready_event.wait()
+        from taskq.process import serving_worker
+
+        self._listener = Listener(self.name, self._wake, self.notify, self._talking, serving_worker())
         next_housekeeping = 0.0
         error_backoff = ERROR_BACKOFF_MIN
         try:
@@ -173,7 +180,7 @@ class Pool:
                 elif full:
                     polled = False
                 else:
-                    polled = not self._wake.wait(self._next_wait(next_housekeeping))
+                    polled = not self._listener.wait(self._next_wait(next_housekeeping))
         finally:
             self._shutdown()
 
@@ -277,6 +284,8 @@ class Pool:
         except Exception:
             logger.exception("pool=%s event=unregister_failed", self.name)
         finally:
+            if self._listener is not None:
+                self._listener.close()
             connections.close_all()
             _live.discard(self)
             self._stopped.set()

@@ -109,12 +109,25 @@ def stop(timeout: float | None = None) -> bool:
 
 
 def notify() -> None:
-    """Wake this process's pools, if it has any, because a task was just committed."""
+    """Wake this process's pools because a task was just committed; without one, other processes'."""
     # Every pool, not just get_pool()'s: taskq_worker's, and one a test started, must
     # see a task that one of their own tasks enqueued without waiting for a poll.
     from taskq.pool import wake_all  # it needs the models
 
-    wake_all()
+    if not wake_all():
+        # Only a process that runs no pool tells the others: one that runs a pool has
+        # just woken it, and a NOTIFY per enqueue would cost its requests a round trip.
+        from taskq.listen import announce
+
+        announce()
+
+
+def serving_worker(argv: Sequence[str] | None = None) -> bool:
+    """True in a worker process (``manage.py taskq_worker``), whose pool is all it does."""
+    argv = sys.argv if argv is None else argv
+    program = os.path.basename(argv[0]) if argv else ""
+    management = program in MANAGEMENT_ENTRY_POINTS or program.startswith("django-admin")
+    return management and len(argv) > 1 and argv[1] == "taskq_worker"
 
 
 def _before_fork() -> None:

@@ -1,0 +1,233 @@
+"""Wake pools in other processes at once: PostgreSQL's LISTEN/NOTIFY, and the rule for who listens.
+
+A process that runs no pool (a web process with ``TASKQ_AUTOSTART=False``, a management
+command, a shell) sends ``NOTIFY taskq`` after each enqueue commits; a process that runs
+one wakes its own pool in memory and sends nothing. A listening pool's dispatcher waits on
+its session's socket as well as on its in-process wake, so a task committed anywhere is
+claimed within a round trip rather than at the next poll.
+
+Who listens (``TASKQ_LISTEN``, default ``None``: decide by this rule):
+
+- A pool whose connections persist (``CONN_MAX_AGE`` other than 0) listens on its
+  dispatcher's own session, which it keeps anyway: no session is added.
+- A worker process (``manage.py taskq_worker``), or a pool on Django's connection pool,
+  listens on one session of its own, since its dispatcher's session does not persist.
+- Any other pool at ``CONN_MAX_AGE=0`` (a web process's) does not listen, so that an idle
+  web process keeps no session; it polls every ``TASKQ_POLL_INTERVAL``.
+
+``True`` makes every pool on PostgreSQL listen (one session of its own at age 0); ``False``
+turns listening and notifying off. Other databases have no LISTEN and always poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import select
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from taskq.conf import settings
+
+logger = logging.getLogger("taskq")
+
+CHANNEL = "taskq"
+
+
+class Mode(enum.Enum):
+    OFF = "off"
+    SHARED = "shared"  # LISTEN on the dispatcher's own persistent session
+    OWN = "own"  # LISTEN on a session kept for it alone
+
+
+def _alias() -> str:
+    from taskq.models import Task  # the router needs the model; never at import time
+
+    return router.db_for_write(Task)
+
+
+def _psycopg3(conn: BaseDatabaseWrapper) -> bool:
+    if conn.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3  # type: ignore[import-untyped]
+
+    return bool(is_psycopg3)
+
+
+def choose(conn: BaseDatabaseWrapper, worker_process: bool) -> Mode:
+    """How a pool on ``conn``'s database listens, by TASKQ_LISTEN and the rule in this module's docstring."""
+    wanted = settings.listen
+    if wanted is False or not _psycopg3(conn):
+        return Mode.OFF
+    options = conn.settings_dict.get("OPTIONS") or {}
+    persistent = conn.settings_dict.get("CONN_MAX_AGE") != 0 and not options.get("pool")
+    if persistent:
+        return Mode.SHARED
+    if wanted or worker_process or options.get("pool"):
+        return Mode.OWN
+    return Mode.OFF
+
+
+def announce() -> None:
+    """Tell pools in other processes that a task was committed: NOTIFY on PostgreSQL, else nothing."""
+    if settings.listen is False:
+        return
+    conn = connections[_alias()]
+    if not _psycopg3(conn):
+        return
+    try:
+        # After the commit, in autocommit, on the enqueuing thread's own connection: the
+        # caller's transaction stays one INSERT, and a rolled-back enqueue never notifies.
+        with conn.cursor() as cursor:
+            cursor.execute(f"NOTIFY {CHANNEL}")
+    except Exception:  # noqa: BLE001 - an enqueue that committed must not raise here
+        # The task is committed either way; other pools find it at their next poll.
+        logger.warning("event=notify_failed: other processes' pools will find the task at their next poll")
+
+
+class Wake(threading.Event):
+    """A threading.Event that select() can wait on too, through a socket that ``set()`` writes to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pair: tuple[socket.socket, socket.socket] | None = None
+
+    def set(self) -> None:
+        super().set()
+        pair = self._pair
+        if pair is not None:
+            # Full or closed: the socket is readable already, or nobody waits on it.
+            with contextlib.suppress(OSError):
+                pair[1].send(b"\0")
+
+    def fileno(self) -> int:
+        """The socket that becomes readable on ``set()``; opened on first use."""
+        if self._pair is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._pair = (reader, writer)
+        return self._pair[0].fileno()
+
+    def drain(self) -> None:
+        """Empty the socket, so the next select() waits for the next ``set()``."""
+        if self._pair is None:
+            return
+        try:
+            while self._pair[0].recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the socket, if one was opened."""
+        pair, self._pair = self._pair, None
+        if pair is not None:
+            for end in pair:
+                end.close()
+
+
+class Listener:
+    """The dispatcher's wait: on its Wake alone, or on the Wake and a session that LISTENs."""
+
+    def __init__(
+        self,
+        pool: str,
+        wake: Wake,
+        notify: Callable[[], None],
+        talking: threading.Lock,
+        worker_process: bool,
+    ) -> None:
+        self.pool = pool
+        self._wake = wake
+        self._notify = notify  # a notify counts as a commit: the next round claims
+        self._talking = talking
+        self._worker_process = worker_process
+        self.mode: Mode | None = None  # decided on the dispatcher thread, at its first wait
+        self._conn: Any = None  # the psycopg connection that ran LISTEN
+        self._failing = False
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a wake or a notify; True if either came."""
+        if self.mode is None:
+            self.mode = choose(connections[_alias()], self._worker_process)
+            logger.info("pool=%s event=listen mode=%s", self.pool, self.mode.value)
+        if self.mode is Mode.OFF:
+            return self._wake.wait(timeout)
+        try:
+            with self._talking:
+                conn = self._listening()
+                self._wake.drain()
+                if self._take_notifies(conn):
+                    return True
+            if self._wake.is_set():
+                return True
+            select.select([conn.fileno(), self._wake.fileno()], [], [], timeout)
+            with self._talking:
+                self._take_notifies(conn)
+            self._failing = False
+        except Exception as exc:  # noqa: BLE001 - a broken session means polling, never a dead pool
+            self._lost(exc)
+            return self._wake.wait(timeout)
+        return self._wake.is_set()
+
+    def close(self) -> None:
+        """Let go of the listening session (if it is our own) and the wake socket."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self.mode is Mode.OWN:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - it may be broken already; it is going either way
+                logger.debug("pool=%s event=listen_close_failed", self.pool)
+        self._wake.close()
+
+    def _listening(self) -> Any:
+        """The psycopg connection that listens, connecting and LISTENing anew if needed."""
+        if self.mode is Mode.SHARED:
+            dj = connections[_alias()]
+            dj.ensure_connection()
+            raw = dj.connection
+            if raw is not self._conn:
+                with dj.cursor() as cursor:
+                    cursor.execute(f"LISTEN {CHANNEL}")
+                self._listened(raw)
+            return raw
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            import psycopg
+
+            params = connections[_alias()].get_connection_params()
+            raw = psycopg.connect(**params, autocommit=True)
+            raw.execute(f"LISTEN {CHANNEL}")
+            self._listened(raw)
+        return self._conn
+
+    def _listened(self, raw: Any) -> None:
+        self._conn = raw
+        # A task committed before the LISTEN sent nobody a notify: claim once to find it.
+        self._notify()
+
+    def _take_notifies(self, conn: Any) -> bool:
+        # timeout=0 reads what the socket holds and what arrived during other queries.
+        if sum(1 for _ in conn.notifies(timeout=0)):
+            self._notify()
+            return True
+        return False
+
+    def _lost(self, exc: Exception) -> None:
+        if self.mode is Mode.OWN and self._conn is not None:
+            with contextlib.suppress(Exception):  # already broken
+                self._conn.close()
+        self._conn = None
+        if not self._failing:
+            self._failing = True
+            logger.warning(
+                "pool=%s event=listen_failed error=%s: polling until the session is back",
+                self.pool,
+                f"{type(exc).__name__}: {exc}",
+            )
