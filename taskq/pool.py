@@ -82,6 +82,7 @@ class Pool:
         self._missing_reported: float | None = None
         self._scheduler: Scheduler | None = None
         self._listener: Listener | None = None
+        self._claimed = 0  # rows the last round claimed
 
     # Lifecycle -------------------------------------------------------------
 
@@ -146,7 +147,9 @@ class Pool:
         apps.ready_event.wait()
         from taskq.process import serving_worker
 
-        self._listener = Listener(self.name, self._wake, self.notify, self._talking, serving_worker())
+        self._listener = Listener(
+            self.name, self._wake, self.notify, self._talking, serving_worker(), self.poll_interval
+        )
         next_housekeeping = 0.0
         error_backoff = ERROR_BACKOFF_MIN
         try:
@@ -180,7 +183,8 @@ class Pool:
                 elif full:
                     polled = False
                 else:
-                    polled = not self._listener.wait(self._next_wait(next_housekeeping))
+                    wait = self._next_wait(next_housekeeping)
+                    polled = not self._listener.wait(wait, found=self._claimed > 0)
         finally:
             self._shutdown()
 
@@ -218,10 +222,12 @@ class Pool:
 
     def _claim(self, hinted: bool) -> bool:
         """Claim as many due tasks as there are free runners; True if every slot was filled."""
+        self._claimed = 0
         free = self.runners.free(hinted)
         if free <= 0:
             return False
         tasks = Task.objects.claim(self.name, free, settings.lease_seconds, self.queues)
+        self._claimed = len(tasks)
         self.runners.hand(tasks, free)
         return len(tasks) == free
 

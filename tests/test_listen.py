@@ -170,8 +170,7 @@ def test_listen_false_sends_no_notify(transactional_db: None, raw_listener: psyc
 
 @postgres_only
 def test_a_worker_process_listens_and_a_notify_from_another_process_wakes_it(transactional_db: None) -> None:
-    env_settings = "tests.listen_settings"
-    with processes.started("taskq_worker", "--workers", "2", "--settings", env_settings) as worker:
+    with processes.started("taskq_worker", "--workers", "2", "--settings", "tests.listen_settings") as worker:
         wait_until(lambda: listening_sessions() == 1 and Worker.objects.exists(), timeout=30)
         pk = enqueue_in_another_process(20, 22)
         wait_until(lambda: Task.objects.get(pk=pk).status == Status.SUCCEEDED, timeout=WOKEN_WITHIN)
@@ -202,3 +201,21 @@ def test_a_pool_on_persistent_connections_listens_on_its_dispatchers_session(tra
         wait_until(lambda: other_sessions() == 0)
     finally:
         connections.settings["default"]["CONN_MAX_AGE"] = original
+
+
+# Without LISTEN: the adaptive poll -------------------------------------------
+
+
+def test_a_pool_that_cannot_listen_polls_soon_after_a_round_that_found_work(
+    transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its poll interval is 60 s, but it has just claimed a task, so it looks again within
+    # a few seconds: a task from another process is not left for the full interval.
+    first = enqueue(tasks.add, 1, 1)
+    monkeypatch.setenv("TASKQ_TEST_LISTEN", "0")
+    with processes.started("taskq_worker", "--workers", "2", "--settings", "tests.listen_settings") as worker:
+        wait_until(lambda: Task.objects.get(pk=first.pk).status == Status.SUCCEEDED, timeout=30)
+        pk = enqueue_in_another_process(3, 4)
+        wait_until(lambda: Task.objects.get(pk=pk).status == Status.SUCCEEDED, timeout=WOKEN_WITHIN)
+        worker.terminate()
+        assert worker.wait(30) == 0
