@@ -82,7 +82,8 @@ class Pool:
         self._missing_reported: float | None = None
         self._scheduler: Scheduler | None = None
         self._listener: Listener | None = None
-        self._claimed = 0  # rows the last round claimed
+        self._claimed = 0  # rows claimed since the dispatcher last waited
+        self._seen_busy = 0  # runners.busy when the dispatcher last waited
 
     # Lifecycle -------------------------------------------------------------
 
@@ -184,7 +185,7 @@ class Pool:
                     polled = False
                 else:
                     wait = self._next_wait(next_housekeeping)
-                    polled = not self._listener.wait(wait, found=self._claimed > 0)
+                    polled = not self._listener.wait(wait, found=self._active())
         finally:
             self._shutdown()
 
@@ -222,14 +223,20 @@ class Pool:
 
     def _claim(self, hinted: bool) -> bool:
         """Claim as many due tasks as there are free runners; True if every slot was filled."""
-        self._claimed = 0
         free = self.runners.free(hinted)
         if free <= 0:
             return False
         tasks = Task.objects.claim(self.name, free, settings.lease_seconds, self.queues)
-        self._claimed = len(tasks)
+        self._claimed += len(tasks)
         self.runners.hand(tasks, free)
         return len(tasks) == free
+
+    def _active(self) -> bool:
+        """True if tasks came or went since the last wait: claimed here, or finished by a runner."""
+        busy = self.runners.busy
+        active = self._claimed > 0 or busy != self._seen_busy
+        self._claimed, self._seen_busy = 0, busy
+        return active
 
     def _next_wait(self, next_housekeeping: float) -> float:
         now = time.monotonic()
