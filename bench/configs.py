@@ -40,4 +40,6 @@ CONFIGS = {
 }
 
 # In the order they run within a repeat; see bench/systems.py.
-SYSTEMS = ["taskq", "thread", "executor", "thread-close", "db-worker", "huey", "baseline"]
+SYSTEMS = [
+    "taskq", "taskq-worker", "thread", "executor", "thread-close", "db-worker", "huey", "huey-db", "baseline",
+]  # fmt: skip
