@@ -11,14 +11,15 @@ Who listens (``TASKQ_LISTEN``, default ``None``: decide by this rule):
 - A pool whose connections persist (``CONN_MAX_AGE`` other than 0) listens on its
   dispatcher's own session, which it keeps anyway: no session is added.
 - A worker process (``manage.py taskq_worker``), or a pool on Django's connection pool,
-  listens on one session of its own, since its dispatcher's session does not persist.
+  listens too, and so its dispatcher keeps its one session open between rounds even at
+  ``CONN_MAX_AGE=0``: an idle worker process holds that one session.
 - Any other pool at ``CONN_MAX_AGE=0`` (a web process's) does not listen, so that an idle
-  web process keeps no session; it polls every ``TASKQ_POLL_INTERVAL``.
+  web process keeps no session.
 
-``True`` makes every pool on PostgreSQL listen (one session of its own at age 0); ``False``
-turns listening and notifying off. Other databases have no LISTEN. A pool that does not
-listen polls adaptively: soon after a round that claimed something, then backing off to
-``TASKQ_POLL_INTERVAL`` while nothing comes.
+``True`` makes every pool on PostgreSQL listen (keeping its dispatcher's session at age 0);
+``False`` turns listening and notifying off. Other databases have no LISTEN. A pool that
+does not listen polls adaptively: soon after a round that claimed something, then backing
+off to ``TASKQ_POLL_INTERVAL`` while nothing comes.
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ ACTIVE_POLL = 0.05
 
 class Mode(enum.Enum):
     OFF = "off"
-    SHARED = "shared"  # LISTEN on the dispatcher's own persistent session
-    OWN = "own"  # LISTEN on a session kept for it alone
+    ON = "on"  # LISTEN on the dispatcher's own session
 
 
 def _alias() -> str:
@@ -68,17 +68,13 @@ def _psycopg3(conn: BaseDatabaseWrapper) -> bool:
 
 
 def choose(conn: BaseDatabaseWrapper, worker_process: bool) -> Mode:
-    """How a pool on ``conn``'s database listens, by TASKQ_LISTEN and the rule in this module's docstring."""
+    """Whether a pool on ``conn``'s database listens, by TASKQ_LISTEN and this module's rule."""
     wanted = settings.listen
     if wanted is False or not _psycopg3(conn):
         return Mode.OFF
-    options = conn.settings_dict.get("OPTIONS") or {}
-    persistent = conn.settings_dict.get("CONN_MAX_AGE") != 0 and not options.get("pool")
-    if persistent:
-        return Mode.SHARED
-    if wanted or worker_process or options.get("pool"):
-        return Mode.OWN
-    return Mode.OFF
+    persistent = conn.settings_dict.get("CONN_MAX_AGE") != 0
+    pooled = bool((conn.settings_dict.get("OPTIONS") or {}).get("pool"))
+    return Mode.ON if wanted or persistent or pooled or worker_process else Mode.OFF
 
 
 def announce() -> None:
@@ -189,34 +185,29 @@ class Listener:
         return self._wake.is_set()
 
     def close(self) -> None:
-        """Let go of the listening session (if it is our own) and the wake socket."""
+        """Stop listening (a session going back to Django's pool must not carry it); close the wake socket."""
         conn, self._conn = self._conn, None
-        if conn is not None and self.mode is Mode.OWN:
+        if conn is not None and not conn.closed:
             try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - it may be broken already; it is going either way
-                logger.debug("pool=%s event=listen_close_failed", self.pool)
+                conn.execute(f"UNLISTEN {CHANNEL}")
+            except Exception:  # noqa: BLE001 - a broken session is closed after this anyway
+                logger.debug("pool=%s event=unlisten_failed", self.pool)
         self._wake.close()
 
     def _listening(self) -> Any:
-        """The psycopg connection that listens, connecting and LISTENing anew if needed."""
-        if self.mode is Mode.SHARED:
-            dj = connections[_alias()]
-            dj.ensure_connection()
-            raw = dj.connection
-            if raw is not self._conn:
-                with dj.cursor() as cursor:
-                    cursor.execute(f"LISTEN {CHANNEL}")
-                self._listened(raw)
-            return raw
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            import psycopg
-
-            params = connections[_alias()].get_connection_params()
-            raw = psycopg.connect(**params, autocommit=True)
-            raw.execute(f"LISTEN {CHANNEL}")
+        """The dispatcher's psycopg connection, LISTENing; connected and LISTENed anew if needed."""
+        dj = connections[_alias()]
+        dj.ensure_connection()
+        if not dj.settings_dict.get("CONN_MAX_AGE"):
+            # At age 0 the session would close after every round and miss what was sent
+            # meanwhile; Django keeps a connection whose close_at is None until it breaks.
+            dj.close_at = None
+        raw = dj.connection
+        if raw is not self._conn:
+            with dj.cursor() as cursor:
+                cursor.execute(f"LISTEN {CHANNEL}")
             self._listened(raw)
-        return self._conn
+        return raw
 
     def _listened(self, raw: Any) -> None:
         self._conn = raw
@@ -231,9 +222,6 @@ class Listener:
         return False
 
     def _lost(self, exc: Exception) -> None:
-        if self.mode is Mode.OWN and self._conn is not None:
-            with contextlib.suppress(Exception):  # already broken
-                self._conn.close()
         self._conn = None
         if not self._failing:
             self._failing = True
