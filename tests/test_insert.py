@@ -31,7 +31,8 @@ def test_enqueue_is_one_insert_whose_row_reads_back_as_the_object(db: None) -> N
         "mail",
         3,
     )
-    assert stored.run_after == task.run_after and stored.enqueued_at == task.enqueued_at
+    assert stored.run_after == task.run_after
+    assert stored.enqueued_at == task.enqueued_at
 
 
 def test_insert_row_stores_the_same_columns_as_save(db: None) -> None:
