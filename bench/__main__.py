@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--w4", type=int, default=200, help="W4 tasks, enqueued every --w3-gap s (200)")
     p.add_argument("--w5", type=int, default=10_000, help="W5 backlog to drain (10000)")
     p.add_argument("--w5-shapes", type=_list(), default=["1x8", "4x2"], help="W5 PxT shapes (1x8,4x2)")
+    p.add_argument("--w5-configs", type=_list(list(CONFIGS)), default=None, help="W5 setups (--configs)")
     p.add_argument(
         "--w5-systems",
         type=_list(["taskq-worker", "huey", "huey-db"]),

@@ -158,10 +158,11 @@ class Run:
     def drain(self) -> None:
         """W5: each system and shape drains the same backlog, in a fresh process per repeat."""
         a = self.args
-        for config in self.configs:
+        configs = [c for c in self.configs if a.w5_configs is None or c.name in a.w5_configs]
+        for config in configs:
             prepare(config)
         for repeat in range(a.repeats):
-            for config in self.configs:
+            for config in configs:
                 for system in a.w5_systems:
                     if system == "huey-db" and config.engine == "mysql":
                         continue
