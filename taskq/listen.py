@@ -10,11 +10,11 @@ Who listens (``TASKQ_LISTEN``, default ``None``: decide by this rule):
 
 - A pool whose connections persist (``CONN_MAX_AGE`` other than 0) listens on its
   dispatcher's own session, which it keeps anyway: no session is added.
-- A worker process (``manage.py taskq_worker``), or a pool on Django's connection pool,
-  listens too, and so its dispatcher keeps its one session open between rounds even at
-  ``CONN_MAX_AGE=0``: an idle worker process holds that one session.
+- A worker process (``manage.py taskq_worker``) listens too, and so its dispatcher keeps
+  its one session open between rounds even at ``CONN_MAX_AGE=0`` (or holds one slot of
+  Django's connection pool): an idle worker process holds that one session.
 - Any other pool at ``CONN_MAX_AGE=0`` (a web process's) does not listen, so that an idle
-  web process keeps no session.
+  web process keeps no session and holds no slot of Django's pool.
 
 ``True`` makes every pool on PostgreSQL listen (keeping its dispatcher's session at age 0);
 ``False`` turns listening and notifying off. Other databases have no LISTEN. A pool that
@@ -72,9 +72,9 @@ def choose(conn: BaseDatabaseWrapper, worker_process: bool) -> Mode:
     wanted = settings.listen
     if wanted is False or not _psycopg3(conn):
         return Mode.OFF
+    # Django's pool needs CONN_MAX_AGE=0, so this is also "not on Django's pool".
     persistent = conn.settings_dict.get("CONN_MAX_AGE") != 0
-    pooled = bool((conn.settings_dict.get("OPTIONS") or {}).get("pool"))
-    return Mode.ON if wanted or persistent or pooled or worker_process else Mode.OFF
+    return Mode.ON if wanted or persistent or worker_process else Mode.OFF
 
 
 def announce() -> None:

@@ -81,9 +81,11 @@ def test_no_pool_listens_on_sqlite_or_mariadb_even_when_asked(db: None) -> None:
         # Persistent connections: the dispatcher's own session listens, adding none.
         (None, 60, False, False, Mode.ON),
         (None, None, False, False, Mode.ON),
-        # A worker process, or Django's pool, keeps its dispatcher's session for it.
+        # A worker process keeps its dispatcher's session (or pool slot) for it.
         (None, 0, False, True, Mode.ON),
-        (None, 0, True, False, Mode.ON),
+        (None, 0, True, True, Mode.ON),
+        # A web process on Django's pool holds no slot while idle.
+        (None, 0, True, False, Mode.OFF),
         (True, 0, False, False, Mode.ON),
         (False, 60, False, True, Mode.OFF),
     ],
