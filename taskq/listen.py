@@ -122,11 +122,9 @@ class Wake(threading.Event):
         """Empty the socket, so the next select() waits for the next ``set()``."""
         if self._pair is None:
             return
-        try:
-            while self._pair[0].recv(4096):
-                pass
-        except OSError:
-            pass
+        # One read: anything left makes the next select() return at once, and is read then.
+        with contextlib.suppress(OSError):
+            self._pair[0].recv(65536)
 
     def close(self) -> None:
         """Close the socket, if one was opened."""
@@ -167,6 +165,9 @@ class Listener:
         if self.mode is Mode.OFF:
             self._poll = min(ACTIVE_POLL, self._interval) if found else min(self._poll * 2, self._interval)
             return self._wake.wait(min(timeout, self._poll))
+        if self._wake.is_set():
+            # A round is due anyway; notifies wait in the socket until the pool next idles.
+            return True
         try:
             with self._talking:
                 conn = self._listening()
