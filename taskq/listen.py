@@ -41,8 +41,8 @@ from taskq.conf import settings
 logger = logging.getLogger("taskq")
 
 CHANNEL = "taskq"
-# A pool that does not listen polls this often after a round that claimed something, then
-# twice as long after each empty round, up to TASKQ_POLL_INTERVAL: a stream of tasks from
+# A pool that does not listen polls this often after tasks came or went, then twice as
+# long after each empty round, up to TASKQ_POLL_INTERVAL: a stream of tasks from
 # other processes is picked up within tens of milliseconds, and each burst costs a quiet
 # queue about five extra polls.
 ACTIVE_POLL = 0.05
@@ -158,7 +158,7 @@ class Listener:
         self._poll = poll_interval  # the adaptive poll's current wait, when not listening
 
     def wait(self, timeout: float, found: bool) -> bool:
-        """Wait up to ``timeout`` s for a wake or notify (True if one came); found: the last round claimed."""
+        """Wait up to ``timeout`` s for a wake or notify (True if one came); found: tasks came or went."""
         if self.mode is None:
             self.mode = choose(connections[_alias()], self._worker_process)
             logger.info("pool=%s event=listen mode=%s", self.pool, self.mode.value)
@@ -168,6 +168,8 @@ class Listener:
         if self._wake.is_set():
             # A round is due anyway; notifies wait in the socket until the pool next idles.
             return True
+        # Opened before the checks below, so a set() from here on always reaches select().
+        wake_fd = self._wake.fileno()
         try:
             with self._talking:
                 conn = self._listening()
@@ -176,7 +178,7 @@ class Listener:
                     return True
             if self._wake.is_set():
                 return True
-            select.select([conn.fileno(), self._wake.fileno()], [], [], timeout)
+            select.select([conn.fileno(), wake_fd], [], [], timeout)
             with self._talking:
                 self._take_notifies(conn)
             self._failing = False
