@@ -45,13 +45,23 @@ def parser() -> argparse.ArgumentParser:
         help="also measure system taskq:NAME: the taskq package in DIR, or this checkout's with "
         "the diffs applied (a proposed change)",
     )
-    p.add_argument("--workloads", type=_list(["w1", "w2", "w3"]), default=["w1", "w2", "w3"])
+    workloads = ["w1", "w2", "w3", "w4", "w5"]
+    p.add_argument("--workloads", type=_list(workloads), default=workloads)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--w1", type=int, default=2000, help="W1 tasks (2000)")
     p.add_argument("--w2", type=int, default=400, help="W2 tasks (400)")
     p.add_argument("--w2-wait", type=float, default=0.05, help="W2 wait per task, s (0.05)")
     p.add_argument("--w3", type=int, default=200, help="W3 tasks (200)")
     p.add_argument("--w3-gap", type=float, default=0.02, help="W3 gap between enqueues, s (0.02)")
+    p.add_argument("--w4", type=int, default=200, help="W4 tasks, enqueued every --w3-gap s (200)")
+    p.add_argument("--w5", type=int, default=10_000, help="W5 backlog to drain (10000)")
+    p.add_argument("--w5-shapes", type=_list(), default=["1x8", "4x2"], help="W5 PxT shapes (1x8,4x2)")
+    p.add_argument("--w5-configs", type=_list(list(CONFIGS)), default=None, help="W5 setups (--configs)")
+    p.add_argument(
+        "--w5-systems",
+        type=_list(["taskq-worker", "huey", "huey-db"]),
+        default=["taskq-worker", "huey", "huey-db"],
+    )
     p.add_argument("--idle", type=float, default=2.0, help="idle time after each workload, s (2)")
     p.add_argument("--timeout", type=float, default=120.0, help="per-workload deadline, s (120)")
     p.add_argument(
@@ -90,13 +100,16 @@ def main(argv: list[str]) -> int:
     if unknown:
         p.error(f"unknown systems {unknown}; choose from {SYSTEMS} or add --variant NAME=DIR")
     if args.quick:
-        args.repeats, args.w1, args.w2, args.w3, args.idle = 1, 200, 80, 50, 1.0
+        args.repeats, args.w1, args.w2, args.w3, args.w4, args.w5, args.idle = 1, 200, 80, 50, 50, 500, 1.0
         args.scale_sizes, args.scale_w1 = [1000, 20_000], 200
     args.out = args.out or str(RESULTS / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json")
     configs = [CONFIGS[name] for name in args.configs]
     run = Run(args, configs)
     if not args.only_scale:
-        run.workloads()
+        if set(args.workloads) - {"w5"}:
+            run.workloads()
+        if "w5" in args.workloads:
+            run.drain()
     if not args.no_scale:
         run.scale([CONFIGS[name] for name in args.scale_configs])
     run.data["meta"]["machine"]["load_at_end"] = meta.load()

@@ -37,6 +37,8 @@ COLOURS = {
     "thread-close": "#ef8a62",
     "db-worker": "#762a83",
     "huey": "#e08214",
+    "huey-db": "#fdb863",
+    "taskq-worker": "#a6dba0",
     "baseline": "#999999",
 }
 
@@ -186,10 +188,43 @@ def scale(data: dict[str, Any], out: Path) -> None:
     _save(fig, out / "bench-scale.png")
 
 
+def across_processes(data: dict[str, Any], out: Path) -> None:
+    """W4's pickup p50 and W5's drain rate, per setup and system: round two's workloads."""
+    from bench.report import aggregate_drain
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    w4 = {"runs": [r for r in data["runs"] if r.get("w4")]}
+    if w4["runs"]:
+        _bars(left, w4, "w4_p50", "pickup p50, ms (log)", log=True)
+        left.axhline(5, color="black", linestyle=":", linewidth=0.8)
+        left.set_title("W4: enqueued by a process with no pool (dotted: 5 ms)")
+        left.legend(fontsize=8)
+    drain = aggregate_drain(data)
+    configs = list(dict.fromkeys(c for c, _, _ in drain))
+    series = list(dict.fromkeys((s, shape) for _, s, shape in drain))
+    width = 0.8 / max(len(series), 1)
+    for i, (system, shape) in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
+        xs = [j + offset for j, c in enumerate(configs) if (c, system, shape) in drain]
+        ys = [drain[(c, system, shape)]["tps"] or 0 for c in configs if (c, system, shape) in drain]
+        hatch = "//" if shape != series[0][1] else None
+        right.bar(xs, ys, width, label=f"{system} {shape}", color=_colour(system), hatch=hatch)
+    right.set_xticks(range(len(configs)), configs)
+    right.set_ylabel("tasks/s")
+    right.set_title("W5: draining 10,000 queued tasks (median)")
+    right.grid(axis="y", alpha=0.3)
+    if series:
+        right.legend(fontsize=7)
+    _save(fig, out / "bench-round2.png")
+
+
 def draw(data: dict[str, Any], out: Path) -> None:
     """Draw every chart the data has figures for into the directory ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     drawers = [throughput, latency, connections, scale] if data["runs"] else [scale]
+    if any(r.get("w4") for r in data["runs"]) or data.get("drain"):
+        # A round-two run (W4, W5) draws only its own chart, leaving the full run's in place.
+        drawers = [across_processes]
     for drawer in drawers:
         drawer(data, out)
 

@@ -15,8 +15,13 @@ from typing import Any
 
 def main(spec: dict[str, Any]) -> dict[str, Any]:
     """Set Django up, guard the server's sessions, and run what ``spec`` asks for."""
+    import os
+
     import django
 
+    if spec.get("system") == "huey-db":
+        # Read by bench/settings.py: huey keeps its queue in the bench database.
+        os.environ["BENCH_HUEY_STORAGE"] = "db"
     django.setup()
     from django.conf import settings
 
@@ -31,6 +36,10 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
         from bench import scale
 
         return scale.run(spec)
+    if spec.get("kind") == "drain":
+        from bench import drain
+
+        return drain.run(spec)
     if spec.get("kind") == "dropcheck":
         from bench import dropcheck
 
@@ -38,11 +47,10 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
     return run_workloads(spec)
 
 
-def run_workloads(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run W1-W3 against one system with idle gaps, then stop it; return timings and phases."""
+def empty_tables() -> None:
+    """Truncate every table a system writes, so each run starts from nothing."""
     from django.db import connection
 
-    from bench import systems, workloads
     from bench.benchapp.models import Item, Twin
     from bench.dbtools import truncate
     from taskq.models import Task, Worker
@@ -59,6 +67,15 @@ def run_workloads(spec: dict[str, Any]) -> dict[str, Any]:
     truncate(*tables)
     connection.close()
 
+
+def run_workloads(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run W1-W4 against one system with idle gaps, then stop it; return timings and phases."""
+    from django.db import connection
+
+    from bench import systems, workloads
+
+    empty_tables()
+
     system = systems.make(spec["system"], spec)
     # The baseline runs nothing, so there is nothing to wait for.
     finish = spec["system"] != "baseline"
@@ -72,9 +89,10 @@ def run_workloads(spec: dict[str, Any]) -> dict[str, Any]:
         ("w1", lambda: workloads.w1(system, spec["w1"], timeout, finish)),
         ("w2", lambda: workloads.w2(system, spec["w2"], spec["w2_wait"], timeout, finish)),
         ("w3", lambda: workloads.w3(system, spec["w3"], spec["w3_gap"], timeout, finish)),
+        ("w4", lambda: workloads.w4(system, spec.get("w4", spec["w3"]), spec["w3_gap"], timeout)),
     ]
     for name, run in plan:
-        if name not in spec["workloads"]:
+        if name not in spec["workloads"] or (name == "w4" and not system.cross_process):
             continue
         begin = time.time()
         out[name] = run()

@@ -40,4 +40,7 @@ CONFIGS = {
 }
 
 # In the order they run within a repeat; see bench/systems.py.
-SYSTEMS = ["taskq", "dtasks-taskq", "thread", "executor", "thread-close", "db-worker", "huey", "baseline"]
+SYSTEMS = [
+    "taskq", "dtasks-taskq", "taskq-worker", "thread", "executor", "thread-close", "db-worker",
+    "huey", "huey-db", "baseline",
+]  # fmt: skip

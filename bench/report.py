@@ -13,7 +13,7 @@ from bench.sampler import resummarise
 from bench.stats import median
 
 Agg = dict[tuple[str, str], dict[str, Any]]
-PEERS = ["db-worker", "huey"]  # durable peers: the queue a user would pick instead
+PEERS = ["db-worker", "huey", "huey-db"]  # durable peers: the queue a user would pick instead
 SEEDS = ["thread", "executor", "thread-close"]
 
 
@@ -41,6 +41,9 @@ METRICS: dict[str, Any] = {
     "pickup_p50": lambda r: _get(r, "w3", "pickup_ms", "p50"),
     "pickup_p95": lambda r: _get(r, "w3", "pickup_ms", "p95"),
     "pickup_p99": lambda r: _get(r, "w3", "pickup_ms", "p99"),
+    "w4_p50": lambda r: _get(r, "w4", "pickup_ms", "p50"),
+    "w4_p95": lambda r: _get(r, "w4", "pickup_ms", "p95"),
+    "w4_p99": lambda r: _get(r, "w4", "pickup_ms", "p99"),
     "enqueue_p50": lambda r: _get(r, "w3", "enqueue_ms", "p50"),
     "enqueue_p99": lambda r: _get(r, "w3", "enqueue_ms", "p99"),
     "create_p50": lambda r: _get(r, "w3", "create_ms", "p50"),
@@ -181,6 +184,65 @@ def ratio_table(agg: Agg) -> str:
     return markdown_table(header, rows)
 
 
+def w4_table(agg: Agg) -> str:
+    """W4: pickup when the task runs in another process than the one that enqueued it."""
+    rows = []
+    for (config, system), m in agg.items():
+        if m["w4_p50"] is None:
+            continue
+        huey_db = agg.get((config, "huey-db"), {}).get("w4_p50")
+        rows.append([
+            config,
+            system,
+            f"{fmt(m['w4_p50'])} / {fmt(m['w4_p95'])} / {fmt(m['w4_p99'])}",
+            fmt(m["w4_p50"] / huey_db, 2) if huey_db else "-",
+        ])  # fmt: skip
+    return markdown_table(["setup", "system", "pickup p50/p95/p99 ms", "p50 ÷ huey-db's"], rows)
+
+
+def aggregate_drain(data: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """W5 medians per (setup, system, shape)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in data.get("drain", []):
+        groups[(run["config"], run["system"], run["shape"])].append(run)
+    out = {}
+    for key, runs in groups.items():
+        ok = [r for r in runs if "error" not in r]
+        out[key] = {
+            "tps": median([r["tasks_per_s"] for r in ok]),
+            "queue_s": median([r["queue_s"] for r in ok]),
+            "runs": len(ok),
+            "errors": len(runs) - len(ok),
+        }
+    return out
+
+
+def drain_table(data: dict[str, Any]) -> str:
+    """W5: tasks per second emptying a backlog, against huey on the same shape."""
+    agg = aggregate_drain(data)
+    rows = []
+    for (config, system, shape), m in agg.items():
+        ratios = [
+            fmt(m["tps"] / other, 2)
+            if m["tps"] and (other := agg.get((config, peer, shape), {}).get("tps"))
+            else "-"
+            for peer in ("huey-db", "huey")
+        ]
+        runs = f"{m['runs']}" + (f" ({m['errors']} failed)" if m["errors"] else "")
+        rows.append([config, system, shape, fmt(m["tps"], 0), fmt(m["queue_s"], 1), *ratios, runs])
+    header = [
+        "setup",
+        "system",
+        "processes x threads",
+        "tasks/s",
+        "backlog queued in s",
+        "÷ huey-db",
+        "÷ huey",
+        "runs",
+    ]
+    return markdown_table(header, rows)
+
+
 def _ui(point: dict[str, Any], key: str) -> str:
     """A UI timing; "n/a" where this checkout lacks the feature, blank where it was not measured."""
     if key not in point:
@@ -223,6 +285,10 @@ def render(data: dict[str, Any]) -> str:
         parts += ["## Workloads (medians)", workload_table(agg)]
         parts += ["## W1 ratios", ratio_table(agg)]
         parts += ["## Sessions and memory (medians; worst repeat in brackets)", sessions_table(agg)]
+        if any(m["w4_p50"] is not None for m in agg.values()):
+            parts += ["## W4: pickup across processes (medians)", w4_table(agg)]
+    if data.get("drain"):
+        parts += ["## W5: draining a backlog (medians)", drain_table(data)]
     if data.get("scale"):
         parts += ["## Scale", scale_table(data)]
     from bench import targets

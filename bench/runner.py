@@ -113,6 +113,7 @@ class Run:
         self.data: dict[str, Any] = {
             "meta": meta.collect(configs, vars(args)),
             "runs": [],
+            "drain": [],
             "scale": [],
         }
 
@@ -128,6 +129,8 @@ class Run:
         for repeat in range(a.repeats):
             for config in self.configs:
                 for system in a.systems:
+                    if system == "huey-db" and config.engine == "mysql":
+                        continue  # huey has no MySQL storage
                     spec = {
                         "system": system,
                         "workloads": a.workloads,
@@ -136,6 +139,7 @@ class Run:
                         "w2_wait": a.w2_wait,
                         "w3": a.w3,
                         "w3_gap": a.w3_gap,
+                        "w4": a.w4,
                         "idle_s": a.idle,
                         "timeout_s": a.timeout,
                         "db_workers": a.db_workers,
@@ -150,6 +154,36 @@ class Run:
                     self.data["runs"].append(result)
                     self.save()
                     _progress(result, time.monotonic() - started)
+
+    def drain(self) -> None:
+        """W5: each system and shape drains the same backlog, in a fresh process per repeat."""
+        a = self.args
+        configs = [c for c in self.configs if a.w5_configs is None or c.name in a.w5_configs]
+        for config in configs:
+            prepare(config)
+        for repeat in range(a.repeats):
+            for config in configs:
+                for system in a.w5_systems:
+                    if system == "huey-db" and config.engine == "mysql":
+                        continue
+                    for shape in a.w5_shapes:
+                        processes, threads = (int(v) for v in shape.split("x"))
+                        spec = {
+                            "kind": "drain",
+                            "system": system,
+                            "tasks": a.w5,
+                            "processes": processes,
+                            "threads": threads,
+                            "timeout_s": a.timeout * 3,
+                            "log_dir": str(self.out.parent / "logs"),
+                            "session_cap": a.session_cap,
+                        }
+                        started = time.monotonic()
+                        result = run_child(config, spec, a.timeout * 6)
+                        result |= {"config": config.name, "system": system, "shape": shape, "repeat": repeat}
+                        self.data["drain"].append(result)
+                        self.save()
+                        _progress(result, time.monotonic() - started)
 
     def scale(self, configs: list[Config]) -> None:
         a = self.args
@@ -176,7 +210,7 @@ class Run:
 
 
 def _progress(result: dict[str, Any], seconds: float) -> None:
-    keys = ("config", "system", "repeat", "rows", "mix")
+    keys = ("config", "system", "shape", "repeat", "rows", "mix")
     label = " ".join(f"{k}={result[k]}" for k in keys if k in result)
     status = result.get("error") or "ok"
     print(f"[{time.strftime('%H:%M:%S')}] {label} {status} ({seconds:.0f}s)", file=sys.stderr, flush=True)

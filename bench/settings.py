@@ -119,6 +119,22 @@ DATABASES = {
     )
 }
 
+# huey-db: huey's own SQL storage in the bench database, the like-for-like durable peer.
+# Its tables live beside taskq's (in the same SQLite file, or the same PostgreSQL database),
+# so both queues share the database with the tasks' writes. huey has no MySQL storage.
+if os.environ.get("BENCH_HUEY_STORAGE") == "db":
+    _engine = os.environ.get("BENCH_DB", "sqlite")
+    if _engine == "sqlite":
+        HUEY = {"huey_class": "huey.SqliteHuey", "name": "taskq-bench", "immediate": False,
+                "connection": {"filename": str(SQLITE_PATH)}}  # fmt: skip
+    elif _engine == "postgres":
+        _pg = database("postgres", 0, 0)
+        _dsn = f"host={_pg['HOST']} port={_pg['PORT']} user={_pg['USER']} dbname={_pg['NAME']}"
+        HUEY = {"huey_class": "huey.PostgresHuey", "name": "taskq-bench", "immediate": False,
+                "connection": {"dsn": _dsn}}  # fmt: skip
+    else:
+        raise ValueError("huey has no MariaDB storage: run huey-db on sqlite or postgres configs only")
+
 # The benchmark starts and stops the pool itself, with 8 threads like every peer.
 TASKQ_AUTOSTART = False
 TASKQ_WORKERS = 8

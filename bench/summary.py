@@ -60,6 +60,8 @@ def _shrink(run: dict[str, Any], pickups: list[float] | None, first: bool) -> di
         out["w3"] = {k: v for k, v in run["w3"].items() if k != "pickup_all_ms"}
         if first and pickups:
             out["w3"]["pickup_quantiles_ms"] = [quantile(pickups, q) for q in QUANTILES]
+    if "w4" in run:
+        out["w4"] = {k: v for k, v in run["w4"].items() if k != "pickup_all_ms"}
     if first and run.get("session_series"):
         out["session_steps"] = steps(run["session_series"])
     return out
@@ -82,6 +84,7 @@ def summarise(data: dict[str, Any], dropcheck: list[dict[str, Any]] | None = Non
         "meta": data.get("meta", {}),
         "runs": rounded(runs),
         "scale": rounded(scale),
+        "drain": rounded([{k: v for k, v in r.items() if k != "stderr"} for r in data.get("drain", [])]),
     }
     if dropcheck is not None:
         out["dropcheck"] = dropcheck

@@ -23,6 +23,7 @@ class System:
 
     name = ""
     durable = False  # does a queued task survive the process?
+    cross_process = False  # do its tasks run in processes other than the enqueuing one?
 
     def start(self) -> None:
         """Get ready to run tasks (start threads or worker processes)."""
@@ -72,6 +73,60 @@ class Taskq(System):
         from taskq import process
 
         process.stop()
+
+
+def _start_logged(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _await_logs(procs: list[subprocess.Popen[bytes]], logs: list[Path], marker: str, what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not all(marker in log.read_text(errors="replace") for log in logs):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"{what} did not start; see {logs[0].parent}")
+        time.sleep(0.05)
+
+
+class TaskqWorker(System):
+    """taskq across processes: this process enqueues with no pool; taskq_worker processes run the tasks."""
+
+    name = "taskq-worker"
+    durable = True
+    cross_process = True
+
+    def __init__(self, log_dir: Path, processes: int = 1, threads: int = THREADS) -> None:
+        self.log_dir = log_dir
+        self.processes = processes
+        self.threads = threads
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, "-m", "django", "taskq_worker", "--workers", str(self.threads)]
+        for i in range(self.processes):
+            self.logs.append(self.log_dir / f"taskq_worker-{os.getpid()}-{i}.log")
+            self.workers.append(_start_logged(command, self.logs[-1], env))
+        _await_logs(self.workers, self.logs, "threads, queues=", "taskq_worker")
+
+    def submit(self, n: int, t_enq: float, wait: float) -> None:
+        import taskq
+        from bench import tasks
+
+        taskq.enqueue(tasks.write, n, t_enq, wait)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            worker.wait(60)
+        for log in self.logs:
+            log.unlink(missing_ok=True)
+
+    def helper_pids(self) -> list[int]:
+        return [w.pid for w in self.workers]
 
 
 class TaskqDjangoApi(Taskq):
@@ -193,34 +248,41 @@ class DbWorker(System):
 
 
 class Huey(System):
-    """huey (djhuey, RedisHuey): enqueue pushes to Redis; one run_huey consumer of 8 threads runs tasks."""
+    """huey (djhuey): enqueue stores the task; run_huey consumers (one of 8 threads) run them.
+
+    ``huey`` keeps its queue in Redis, its canonical broker; ``huey-db`` in the bench database
+    itself (SqliteHuey, PostgresHuey), the like-for-like durable peer. huey has no MariaDB
+    storage, so ``huey-db`` does not run there. bench/settings.py picks the storage from
+    BENCH_HUEY_STORAGE, which bench/child.py sets before Django loads.
+    """
 
     name = "huey"
-    durable = True  # in Redis, huey's canonical broker, not in the web process
+    durable = True  # in Redis or the database, not in the web process
+    cross_process = True
 
-    def __init__(self, workers: int, log_dir: Path) -> None:
+    def __init__(self, workers: int, log_dir: Path, processes: int = 1) -> None:
         self.workers = workers
         self.log_dir = log_dir
-        self.consumer: subprocess.Popen[bytes] | None = None
-        self.log = log_dir / f"run_huey-{os.getpid()}.log"
+        self.processes = processes
+        self.consumers: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
 
-    def start(self) -> None:
+    @staticmethod
+    def flush() -> None:
+        """Empty huey's queue, schedule and results, so every run starts from nothing."""
         from huey.contrib.djhuey import HUEY  # type: ignore[import-not-found, unused-ignore]
 
-        # Every run starts from an empty queue: the settings give huey a Redis db of its own.
-        HUEY.storage.conn.flushdb()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        HUEY.flush()
+
+    def start(self) -> None:
         # BENCH_HUEY=1 puts huey.contrib.djhuey (and so run_huey) in INSTALLED_APPS.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_HUEY": "1"}
         command = [sys.executable, "-m", "django", "run_huey", "--workers", str(self.workers)]
         command += ["--worker-type", "thread", "--no-periodic"]
-        with self.log.open("wb") as out:
-            self.consumer = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while "Huey consumer started" not in self.log.read_text(errors="replace"):
-            if time.monotonic() > deadline or self.consumer.poll() is not None:
-                raise RuntimeError(f"run_huey did not start; see {self.log}")
-            time.sleep(0.1)
+        for i in range(self.processes):
+            self.logs.append(self.log_dir / f"run_huey-{os.getpid()}-{i}.log")
+            self.consumers.append(_start_logged(command, self.logs[-1], env))
+        _await_logs(self.consumers, self.logs, "Huey consumer started", "run_huey")
 
     def submit(self, n: int, t_enq: float, wait: float) -> None:
         from bench import huey_tasks
@@ -228,14 +290,16 @@ class Huey(System):
         huey_tasks.write(n, t_enq, wait)
 
     def stop(self) -> None:
-        assert self.consumer is not None
         # SIGINT is huey's graceful stop: the workers finish their task, then exit.
-        self.consumer.send_signal(signal.SIGINT)
-        self.consumer.wait(60)
-        self.log.unlink(missing_ok=True)
+        for consumer in self.consumers:
+            consumer.send_signal(signal.SIGINT)
+        for consumer in self.consumers:
+            consumer.wait(60)
+        for log in self.logs:
+            log.unlink(missing_ok=True)
 
     def helper_pids(self) -> list[int]:
-        return [self.consumer.pid] if self.consumer else []
+        return [c.pid for c in self.consumers]
 
 
 def make(name: str, options: dict[str, Any]) -> System:
@@ -261,6 +325,13 @@ def make(name: str, options: dict[str, Any]) -> System:
             options.get("db_worker_interval", 1.0),
             Path(options["log_dir"]),
         )
-    if name == "huey":
-        return Huey(THREADS, Path(options["log_dir"]))
-    raise ValueError(f"unknown system {name!r}; choose from {sorted([*simple, 'db-worker', 'huey'])}")
+    processes, threads = options.get("processes", 1), options.get("threads", THREADS)
+    if name in ("huey", "huey-db"):
+        huey = Huey(threads, Path(options["log_dir"]), processes)
+        huey.name = name
+        huey.flush()
+        return huey
+    if name == "taskq-worker":
+        return TaskqWorker(Path(options["log_dir"]), processes, threads)
+    others = ["db-worker", "huey", "huey-db", "taskq-worker"]
+    raise ValueError(f"unknown system {name!r}; choose from {sorted([*simple, *others])}")

@@ -1,4 +1,4 @@
-"""W1 (overhead), W2 (I/O-bound) and W3 (latency), run against one system inside one process."""
+"""W1 (overhead), W2 (I/O-bound), W3 (latency) and W4 (pickup across processes), run against one system."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bench.stats import percentile
 from bench.systems import STALL_S, THREADS, System
 
 # Each workload writes its own range of Item.n, so one table serves all three.
-W1_BASE, W2_BASE, W3_BASE, PROBE_N = 0, 100_000, 200_000, 900_000
+W1_BASE, W2_BASE, W3_BASE, W4_BASE, PROBE_N = 0, 100_000, 200_000, 300_000, 900_000
 
 
 def _submit_all(system: System, base: int, n: int, wait: float, timeout: float) -> None:
@@ -99,6 +99,17 @@ def w3(system: System, n: int, gap: float, timeout: float, wait_results: bool = 
         pickup = sorted((t_start - t_enq) * 1000 for t_enq, t_start, _ in rows)
         result |= {"pickup_ms": _summary(pickup), "pickup_all_ms": [round(v, 3) for v in pickup]}
     return result
+
+
+def w4(system: System, n: int, gap: float, timeout: float) -> dict[str, Any]:
+    """Pickup across processes: ``n`` tasks, one every ``gap`` s, run by another process than this one."""
+    start = time.monotonic()
+    for i in range(n):
+        _sleep_until(start + i * gap)
+        system.submit(W4_BASE + i, time.time(), 0.0)
+    rows = wait_for_items(W4_BASE, n, timeout)
+    pickup = sorted((t_start - t_enq) * 1000 for t_enq, t_start, _ in rows)
+    return {"tasks": n, "pickup_ms": _summary(pickup), "pickup_all_ms": [round(v, 3) for v in pickup]}
 
 
 def _summary(values: list[float]) -> dict[str, float]:

@@ -16,6 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_WORKERS": 4,
     "TASKQ_QUEUES": None,
     "TASKQ_POLL_INTERVAL": 1.0,
+    "TASKQ_LISTEN": None,
     "TASKQ_DEFAULT_QUEUE": "default",
     "TASKQ_DEFAULT_PRIORITY": 0,
     "TASKQ_DEFAULT_MAX_ATTEMPTS": 3,
@@ -63,6 +64,12 @@ class Settings:
     @property
     def poll_interval(self) -> float:
         return float(self.get("TASKQ_POLL_INTERVAL"))
+
+    @property
+    def listen(self) -> bool | None:
+        # None: taskq.listen's rule decides; see that module's docstring.
+        value = self.get("TASKQ_LISTEN")
+        return None if value is None else bool(value)
 
     @property
     def default_queue(self) -> str:

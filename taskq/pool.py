@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from taskq import schedule, wake
 from taskq.conf import settings
+from taskq.listen import Listener, Wake, serving_worker
 from taskq.models import Task, Worker
 from taskq.rollup import roll_up
 from taskq.runners import Runners, tidy_connections
@@ -58,7 +59,7 @@ class Pool:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._wake = threading.Event()
+        self._wake = Wake()
         self.runners = Runners(self.name, self.size, self.queues, self._wake.set, self._stopping)
         self._notified = False  # a task was committed since the dispatcher last looked
         self._dispatcher: threading.Thread | None = None
@@ -69,6 +70,9 @@ class Pool:
         # Monotonic time the missing tables were last reported; None while they exist.
         self._missing_reported: float | None = None
         self._scheduler: Scheduler | None = None
+        self._listener: Listener | None = None
+        self._claimed = 0  # rows claimed since the dispatcher last waited
+        self._seen_busy = 0  # runners.busy when the dispatcher last waited
 
     # Lifecycle -------------------------------------------------------------
 
@@ -131,6 +135,9 @@ class Pool:
 
     def _dispatch(self) -> None:
         apps.ready_event.wait()
+        self._listener = Listener(
+            self.name, self._wake, self.notify, self._talking, serving_worker(), self.poll_interval
+        )
         next_housekeeping = 0.0
         error_backoff = ERROR_BACKOFF_MIN
         try:
@@ -164,7 +171,8 @@ class Pool:
                 elif full:
                     polled = False
                 else:
-                    polled = not self._wake.wait(self._next_wait(next_housekeeping))
+                    wait = self._next_wait(next_housekeeping)
+                    polled = not self._listener.wait(wait, found=self._active())
         finally:
             self._shutdown()
 
@@ -206,8 +214,16 @@ class Pool:
         if free <= 0:
             return False
         tasks = Task.objects.claim(self.name, free, settings.lease_seconds, self.queues)
+        self._claimed += len(tasks)
         self.runners.hand(tasks, free)
         return len(tasks) == free
+
+    def _active(self) -> bool:
+        """True if tasks came or went since the last wait: claimed here, or finished by a runner."""
+        busy = self.runners.busy
+        active = self._claimed > 0 or busy != self._seen_busy
+        self._claimed, self._seen_busy = 0, busy
+        return active
 
     def _next_wait(self, next_housekeeping: float) -> float:
         now = time.monotonic()
@@ -276,6 +292,8 @@ class Pool:
         except Exception:
             logger.exception("pool=%s event=unregister_failed", self.name)
         finally:
+            if self._listener is not None:
+                self._listener.close()
             try:
                 connections.close_all()
             except Exception:  # closing a connection the server dropped can raise

@@ -16,6 +16,7 @@ from django.db import connections
 
 from taskq import wake
 from taskq.conf import settings
+from taskq.listen import MANAGEMENT_ENTRY_POINTS, serving_worker
 
 logger = logging.getLogger("taskq")
 
@@ -32,7 +33,6 @@ _inherited: list[Any] = []
 EAGER_SERVERS = frozenset({"uvicorn", "daphne", "hypercorn", "granian", "waitress-serve"})
 # Pre-fork servers: with --preload the app loads in the master, which never serves.
 PREFORK_SERVERS = frozenset({"gunicorn", "uwsgi"})
-MANAGEMENT_ENTRY_POINTS = frozenset({"manage.py", "django-admin", "__main__.py"})
 
 
 class Mode(enum.Enum):
@@ -110,10 +110,10 @@ def stop(timeout: float | None = None) -> bool:
 
 
 def notify() -> None:
-    """Wake this process's pools, if it has any, because a task was just committed."""
+    """Wake this process's pools because a task was just committed; without one, other processes'."""
     # Every pool, not just get_pool()'s: taskq_worker's, and one a test started, must
     # see a task that one of their own tasks enqueued without waiting for a poll.
-    wake.wake_all()
+    wake.task_committed()
 
 
 def _before_fork() -> None:
@@ -152,3 +152,6 @@ def _install_hooks() -> None:
         before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
     )
     atexit.register(stop)
+
+
+__all__ = ["Mode", "arm", "decide", "get_pool", "notify", "serving_worker", "start", "stop"]

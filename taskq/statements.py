@@ -172,3 +172,48 @@ def update_row(
     with transaction.mark_for_rollback_on_error(using), conn.cursor() as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)
+
+
+@dataclass(frozen=True)
+class _Insert:
+    sql: str
+    fields: list[Any]
+    returning: bool
+
+
+def _build_insert(model: type[models.Model], conn: BaseDatabaseWrapper) -> _Insert:
+    meta = model._meta
+    qn = conn.ops.quote_name
+    pk = meta.pk
+    assert pk is not None
+    # A generated column (unique_live) is the database's to fill, as Model.save() leaves it.
+    fields = [f for f in meta.concrete_fields if f is not pk and not f.generated]
+    returning = bool(conn.features.can_return_columns_from_insert)
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if returning:
+        sql += f" RETURNING {qn(pk.column)}"
+    return _Insert(sql, fields, returning)
+
+
+def insert_row(obj: models.Model, using: str) -> None:
+    """INSERT ``obj`` as one statement, as ``save(force_insert=True)`` would, and set its primary key.
+
+    Unlike save(), it sends no pre_save or post_save signal.
+    """
+    model = type(obj)
+    conn = connections[using]
+    insert = _cached(conn, ("insert", model._meta.label), lambda: _build_insert(model, conn))
+    # pre_save() applies auto_now_add; get_db_prep_save() is what the ORM's INSERT binds.
+    params = [f.get_db_prep_save(f.pre_save(obj, True), conn) for f in insert.fields]
+    with transaction.mark_for_rollback_on_error(using), conn.cursor() as cursor:
+        cursor.execute(insert.sql, params)
+        if insert.returning:
+            pk = cursor.fetchone()[0]
+        else:
+            pk = conn.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = using

@@ -5,6 +5,8 @@ from __future__ import annotations
 import weakref
 from typing import Protocol
 
+from taskq.listen import announce
+
 
 class Wakeable(Protocol):
     def notify(self) -> None: ...
@@ -25,7 +27,17 @@ def unregister(pool: Wakeable) -> None:
     _live.discard(pool)
 
 
-def wake_all() -> None:
-    """Wake every live pool in this process: a task was just committed."""
-    for pool in list(_live):
+def wake_all() -> int:
+    """Wake every live pool in this process: a task was just committed. Return how many."""
+    pools = list(_live)
+    for pool in pools:
         pool.notify()
+    return len(pools)
+
+
+def task_committed() -> None:
+    """A task was committed: wake this process's pools, or, with none here, those of other processes."""
+    if not wake_all():
+        # Only a process that runs no pool tells the others: one that runs a pool has just
+        # woken it, and a NOTIFY per enqueue would cost its requests a round trip.
+        announce()

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 import taskq
 from taskq import InvalidTask, enqueue, options
@@ -139,11 +140,18 @@ def test_a_rolled_back_enqueue_frees_the_key() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_outside_a_transaction_a_keyed_enqueue_is_one_statement(django_assert_num_queries: Any) -> None:
-    with django_assert_num_queries(1):
+def test_outside_a_transaction_a_keyed_enqueue_is_one_statement() -> None:
+    def statements() -> list[str]:
+        # Leave out the NOTIFY a process without a pool sends after the commit (PostgreSQL):
+        # it tells other processes' pools, and is no part of the enqueue's own work.
+        return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith("NOTIFY")]
+
+    with CaptureQueriesContext(connection) as captured:
         assert options(unique_key="k").enqueue(tasks.add, 1, 2).created is True
-    with django_assert_num_queries(2):
+    assert len(statements()) == 1
+    with CaptureQueriesContext(connection) as captured:
         assert options(unique_key="k").enqueue(tasks.add, 1, 2).created is False
+    assert len(statements()) == 2
 
 
 @pytest.mark.django_db(transaction=True)
