@@ -61,6 +61,8 @@ RULES: list[tuple[str, str, Callable[[Any], bool], str]] = [
     ("TASKQ_IMMEDIATE", "taskq.E015", lambda v: isinstance(v, bool), "True or False"),
     ("TASKQ_DEFAULT_QUEUE", "taskq.E016", lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
     ("TASKQ_DEFAULT_PRIORITY", "taskq.E017", _int(-(2**31)), "an int"),
+    ("TASKQ_LISTEN", "taskq.E029", lambda v: v in (None, True, False), "None (automatic), True or False"),
+    ("TASKQ_MAX_RESULT_BYTES", "taskq.E030", _int(1), "a positive int"),
 ]
 
 
