@@ -43,3 +43,15 @@ def make_pool(transactional_db: None) -> Iterator[Callable[..., Pool]]:
     yield make
     for pool in pools:
         assert pool.stop(), f"{pool.name} did not stop"
+
+
+@pytest.fixture
+def empty_schedule_registry() -> Iterator[None]:
+    """No @periodic entries registered by other tests, and the registry as it was afterwards."""
+    from taskq import schedule_entries
+
+    saved = dict(schedule_entries.registry)
+    schedule_entries.registry.clear()
+    yield
+    schedule_entries.registry.clear()
+    schedule_entries.registry.update(saved)

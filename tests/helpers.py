@@ -77,3 +77,17 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.pop("COVERAGE_PROCESS_START", None)
     env.update(extra)
     return env
+
+
+def run_status(*flags: str) -> tuple[int, str, str]:
+    """Run ``manage.py taskq_status *flags``; return its exit status, output and errors."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("taskq_status", *flags, stdout=out, stderr=err)
+    except SystemExit as exc:
+        return int(exc.code or 0), out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 from django.test import Client, override_settings
 from django.utils import formats, timezone
 
-from taskq import schedule_entries
 from taskq.models import Status, Task
 from taskq.schedule import fire
 from taskq.schedule_entries import parse
@@ -23,12 +21,8 @@ SCHEDULE = {"job": {"task": TICK, "every": 60}, "nightly": {"task": TICK, "cron"
 
 
 @pytest.fixture(autouse=True)
-def _empty_registry() -> Iterator[None]:
-    saved = dict(schedule_entries.registry)
-    schedule_entries.registry.clear()
-    yield
-    schedule_entries.registry.clear()
-    schedule_entries.registry.update(saved)
+def _empty_registry(empty_schedule_registry: None) -> None:
+    """Every test here starts with no @periodic entries."""
 
 
 def shown(moment: datetime | None) -> str:

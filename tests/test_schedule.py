@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,12 +23,8 @@ T0 = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
-def _empty_registry() -> Iterator[None]:
-    saved = dict(schedule_entries.registry)
-    schedule_entries.registry.clear()
-    yield
-    schedule_entries.registry.clear()
-    schedule_entries.registry.update(saved)
+def _empty_registry(empty_schedule_registry: None) -> None:
+    """Every test here starts with no @periodic entries."""
 
 
 def check_ids(schedule: Any) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from taskq.models import Status, Task, Worker
 from taskq.status import take_snapshot
 from taskq.status_text import render_text
 from tests import processes
+from tests.helpers import run_status as status
 from tests.rows import make
 from tests.testapp import tasks
 
@@ -213,15 +214,6 @@ def test_an_empty_queue_is_healthy() -> None:
     text = StringIO()
     call_command("taskq_status", stdout=text)
     assert text.getvalue().count("(none)") == 3  # running, failures, workers
-
-
-def status(*flags: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("taskq_status", *flags, stdout=out, stderr=err)
-    except SystemExit as exc:
-        return int(exc.code or 0), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
 
 
 def test_exit_0_while_a_live_worker_keeps_up() -> None:

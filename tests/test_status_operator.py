@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
-from io import StringIO
 from typing import Any
 
 import pytest
@@ -16,21 +15,13 @@ from django.utils import timezone
 from taskq.models import Status, Task
 from taskq.status import FAILURES_LIMIT, RETRYING_LIMIT, RETRYING_SCAN, take_snapshot
 from taskq.status_text import clock, progress_bar, render_text
+from tests.helpers import run_status as status
 from tests.rows import make
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db
 
 NOW = timezone.make_aware(datetime(2026, 5, 4, 12, 0, 0))
-
-
-def status(*flags: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("taskq_status", *flags, stdout=out, stderr=err)
-    except SystemExit as exc:
-        return int(exc.code or 0), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
 
 
 def finish(status: Status, n: int, at: datetime, **fields: Any) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
@@ -19,6 +17,7 @@ from taskq.schedule import fire
 from taskq.schedule_entries import entries
 from taskq.status import take_snapshot
 from taskq.status_text import render_text
+from tests.helpers import run_status as status
 
 pytestmark = pytest.mark.django_db
 
@@ -33,15 +32,6 @@ def fired(name: str, tick: datetime, status: Status = Status.SUCCEEDED) -> Task:
     assert task is not None
     Task.objects.filter(pk=task.pk).update(status=status)
     return task
-
-
-def status(*flags: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("taskq_status", *flags, stdout=out, stderr=err)
-    except SystemExit as exc:
-        return int(exc.code or 0), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
 
 
 @override_settings(TASKQ_SCHEDULE=MINUTELY)
