@@ -309,7 +309,7 @@ def test_django_signals_carry_the_result_at_each_step(pool: Pool) -> None:
     try:
         ok = finished(dtasks.add.enqueue(1, 2))
         bad = finished(dtasks.fail_value_error.using(backend="once").enqueue())
-        wait_until(lambda: len(seen) == 6)
+        wait_until(lambda: len(seen) == 6 and len(taskq_rows) == 2)
     finally:
         dtasks.task_enqueued.disconnect(listeners["enqueued"])
         dtasks.task_started.disconnect(listeners["started"])
@@ -544,17 +544,27 @@ def test_a_task_whose_path_does_not_import_is_refused() -> None:
 
 def test_plain_taskq_tasks_run_beside_django_ones_and_send_no_django_signal(pool: Pool) -> None:
     seen: list[Any] = []
+    done: list[int] = []
 
     def listen(sender: Any, task_result: Any, **kwargs: Any) -> None:
         seen.append(task_result.id)
 
+    def settled(sender: Any, task: Task, **kwargs: Any) -> None:
+        # Connected after the backend's own receiver, so this runs once the
+        # Django signal for the same task has (or has not) been sent.
+        done.append(task.pk)
+
     dtasks.task_finished.connect(listen)
+    taskq_task_finished.connect(settled)
     try:
         plain = taskq.enqueue(plain_tasks.add, 1, 2)
         django = finished(dtasks.add.enqueue(3, 4))
-        wait_until(lambda: Task.objects.filter(pk=plain.pk, status=Status.SUCCEEDED).exists())
+        # The outcome is committed before the signals go out, so wait for
+        # the signals rather than for the rows.
+        wait_until(lambda: {plain.pk, int(django.id)} <= set(done))
     finally:
         dtasks.task_finished.disconnect(listen)
+        taskq_task_finished.disconnect(settled)
     assert seen == [django.id]
     assert django.return_value == 7
 
