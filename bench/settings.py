@@ -97,6 +97,10 @@ def database(engine: str, conn_max_age: int, pg_pool: int) -> dict[str, Any]:
             # Django's own psycopg pool; it needs CONN_MAX_AGE 0. Room for 8 runners, a
             # dispatcher and the enqueuing thread, so no thread waits for a connection.
             entry["OPTIONS"] = {"pool": {"min_size": 1, "max_size": pg_pool}}
+        if os.environ.get("BENCH_PG_SERVER_SIDE_BINDING") == "1":
+            # psycopg binds parameters on the server, and so prepares a statement after its
+            # fifth run on a connection: what that buys a queue whose few statements repeat.
+            entry.setdefault("OPTIONS", {})["server_side_binding"] = True
         return entry
     if engine == "mysql":
         return {
