@@ -135,7 +135,7 @@ def _pickup_stages(tasks: int) -> dict[str, float]:
     # run them too, and pair their marks with this run's enqueues.
     truncate(Task)
     TaskQuerySet.claim = timed_claim  # type: ignore[method-assign]
-    runners_module.run_task = timed_run  # the runners' own reference
+    runners_module.run_task = timed_run  # type: ignore[attr-defined]  # the runners' own reference
     wake.task_committed = timed_notify  # what enqueue() calls once its task is committed
     calls: list[float] = []
     process.start(workers=8)

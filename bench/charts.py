@@ -215,16 +215,19 @@ def across_processes(data: dict[str, Any], out: Path) -> None:
     right.grid(axis="y", alpha=0.3)
     if series:
         right.legend(fontsize=7)
-    _save(fig, out / "bench-round2.png")
+    _save(fig, out / "bench-w4-w5.png")
 
 
 def draw(data: dict[str, Any], out: Path) -> None:
     """Draw every chart the data has figures for into the directory ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    drawers = [throughput, latency, connections, scale] if data["runs"] else [scale]
+    drawers = [throughput, latency, connections] if data["runs"] else []
+    # Each chart only where the run has its figures, so a run without scale points leaves
+    # an earlier run's scale chart in place.
+    if data.get("scale"):
+        drawers.append(scale)
     if any(r.get("w4") for r in data["runs"]) or data.get("drain"):
-        # A round-two run (W4, W5) draws only its own chart, leaving the full run's in place.
-        drawers = [across_processes]
+        drawers.append(across_processes)
     for drawer in drawers:
         drawer(data, out)
 

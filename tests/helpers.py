@@ -1,13 +1,18 @@
-"""Helpers shared by taskq's tests: deadline polling and database session counts."""
+"""Helpers shared by taskq's tests: deadline polling, session counts and pools' heartbeat rows."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import connection
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from taskq.models import Worker
 
 T = TypeVar("T")
 
@@ -22,6 +27,16 @@ def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {predicate}")
         time.sleep(interval)
+
+
+def worker_row(name: str, age: float = 1.0, *, seen: datetime | None = None, **fields: Any) -> Worker:
+    """A pool's heartbeat row for ``name`` (host:pid:id), last seen ``age`` seconds ago or at ``seen``."""
+    from taskq.models import Worker
+
+    host, _, pid = name.rpartition(":")[0].rpartition(":")
+    fields = {"threads": 4, **fields}
+    last = seen if seen is not None else timezone.now() - timedelta(seconds=age)
+    return Worker.objects.create(name=name, hostname=host, pid=int(pid), last_heartbeat=last, **fields)
 
 
 def taskq_threads() -> list[threading.Thread]:

@@ -59,6 +59,10 @@ if _default["ENGINE"] == "django.db.backends.sqlite3":
     _named = Path(str(_default["NAME"]))
     _test_file = _named.with_name(f".test-{_named.stem}.sqlite3") if os.environ.get("DATABASE_URL") else None
     _default["TEST"] = {"NAME": str(_test_file or BASE_DIR / ".test-db.sqlite3")}
+# psycopg's server-side binding (and so its prepared statements) is a setting a site may turn
+# on; .ci/run runs the statement-level tests under it too.
+if os.environ.get("TASKQ_TEST_SERVER_SIDE_BINDING") and _default["ENGINE"] == "django.db.backends.postgresql":
+    _default.setdefault("OPTIONS", {})["server_side_binding"] = True
 DATABASES = {"default": tune(_default)}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

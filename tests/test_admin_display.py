@@ -15,7 +15,7 @@ from taskq import options
 from taskq.admin_display import args_summary, pool_parts, relative
 from taskq.models import Status, Task, Worker
 from taskq.pool import Pool
-from tests.helpers import wait_until
+from tests.helpers import wait_until, worker_row
 from tests.rows import finished, make
 from tests.test_admin import CHANGELIST, change_url, ids_on_page, login
 from tests.test_reliability import wait_for_status
@@ -242,17 +242,6 @@ def test_every_changelist_row_is_one_line_of_cells() -> None:
 # The Workers page ------------------------------------------------------------------------
 
 
-def pool(name: str, threads: int = 4, age: float = 1.0) -> Worker:
-    host, pid = pool_parts(name)
-    return Worker.objects.create(
-        name=name,
-        hostname=host,
-        pid=int(pid),
-        threads=threads,
-        last_heartbeat=timezone.now() - timedelta(seconds=age),
-    )
-
-
 def pool_row(html: str, name: str) -> str:
     for row in re.findall(r"<tr>.*?</tr>", html, re.S):
         if name in row:
@@ -261,8 +250,8 @@ def pool_row(html: str, name: str) -> str:
 
 
 def test_the_workers_page_shows_busy_runners_running_tasks_and_the_last_hour() -> None:
-    pool("web-1:10:aa", threads=4)
-    pool("web-2:11:bb", threads=2)
+    worker_row("web-1:10:aa", threads=4)
+    worker_row("web-2:11:bb", threads=2)
     now = timezone.now()
     running = [make(status=Status.RUNNING, started_at=now, worker="web-1:10:aa") for _ in range(3)]
     for _ in range(5):
@@ -289,13 +278,13 @@ def test_the_workers_page_costs_the_same_queries_for_any_number_of_pools(
     django_assert_num_queries: Any,
 ) -> None:
     client = login(superuser=True)
-    pool("web-1:10:aa")
+    worker_row("web-1:10:aa")
     client.get(WORKERS)
     # session, user, Django's two counts and the page's rows, the running tasks, the last hour's counts
     with django_assert_num_queries(7):
         client.get(WORKERS)
     for i in range(2, 8):
-        pool(f"web-{i}:1{i}:aa")
+        worker_row(f"web-{i}:1{i}:aa")
         make(status=Status.RUNNING, started_at=timezone.now(), worker=f"web-{i}:1{i}:aa")
     with django_assert_num_queries(7):
         html = client.get(WORKERS).content.decode()
@@ -304,8 +293,8 @@ def test_the_workers_page_costs_the_same_queries_for_any_number_of_pools(
 
 def test_a_stale_pool_is_marked_stale_on_the_workers_page(settings: Any) -> None:
     settings.TASKQ_LEASE_SECONDS = 60.0
-    pool("web-1:10:aa", age=5)
-    pool("web-2:11:bb", age=600)
+    worker_row("web-1:10:aa", age=5)
+    worker_row("web-2:11:bb", age=600)
     html = login(superuser=True).get(WORKERS).content.decode()
     assert "stale" not in pool_row(html, "web-1:10:aa")
     assert '<strong class="taskq-stale">stale: no heartbeat for over 30.0 s</strong>' in pool_row(

@@ -82,7 +82,11 @@ def test_the_charts_redraw_from_the_committed_summary(tmp_path: Path) -> None:
     from bench import charts
 
     [path] = sorted(ROOT.glob("bench/summary-*.json"))
-    charts.draw(json.loads(path.read_text()), tmp_path)
+    summary_data = json.loads(path.read_text())
+    charts.draw(summary_data, tmp_path)
 
     drawn = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert drawn == ["bench-connections.png", "bench-latency.png", "bench-scale.png", "bench-throughput.png"]
+    expected = ["bench-connections.png", "bench-latency.png", "bench-throughput.png"]
+    expected += ["bench-scale.png"] * bool(summary_data.get("scale"))
+    expected += ["bench-w4-w5.png"] * bool(summary_data.get("drain"))
+    assert drawn == sorted(expected)

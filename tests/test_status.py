@@ -20,6 +20,7 @@ from taskq.status import take_snapshot
 from taskq.status_text import render_text
 from tests import processes
 from tests.helpers import run_status as status
+from tests.helpers import worker_row
 from tests.rows import make
 from tests.testapp import tasks
 
@@ -43,16 +44,7 @@ def done(status: Status, finished: datetime, **fields: Any) -> dict[str, Any]:
 
 
 def heartbeat(name: str, seen: datetime, queues: list[str] | None = None) -> Worker:
-    host, pid, _ = name.split(":")
-    return Worker.objects.create(
-        name=name,
-        hostname=host,
-        pid=int(pid),
-        threads=4,
-        queues=queues,
-        started_at=seen - timedelta(hours=2),
-        last_heartbeat=seen,
-    )
+    return worker_row(name, seen=seen, queues=queues, started_at=seen - timedelta(hours=2))
 
 
 @pytest.fixture

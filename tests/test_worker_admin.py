@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
-from taskq.models import Worker
+from tests.helpers import worker_row
 from tests.test_admin import login
 
 pytestmark = pytest.mark.django_db
-
-
-def pool_row(name: str, age: float) -> Worker:
-    host, pid, _ = name.split(":")
-    return Worker.objects.create(
-        name=name,
-        hostname=host,
-        pid=int(pid),
-        threads=4,
-        queues=None,
-        last_heartbeat=timezone.now() - timedelta(seconds=age),
-    )
 
 
 def rows(html: str) -> dict[str, str]:
@@ -40,9 +26,9 @@ def rows(html: str) -> dict[str, str]:
 
 def test_a_pool_that_missed_two_heartbeats_is_listed_as_stale(settings: Any) -> None:
     settings.TASKQ_LEASE_SECONDS = 60.0  # a heartbeat every 15 s: stale after 30 s
-    pool_row("web-1:10:aa", age=5)
-    pool_row("web-2:11:bb", age=45)  # still inside its lease, but gone
-    pool_row("web-3:12:cc", age=3600)
+    worker_row("web-1:10:aa", age=5)
+    worker_row("web-2:11:bb", age=45)  # still inside its lease, but gone
+    worker_row("web-3:12:cc", age=3600)
 
     listed = rows(login(superuser=True).get("/admin/taskq/worker/").content.decode())
 
