@@ -54,8 +54,8 @@ def fill(rows: int, mix: str) -> None:
         prefix, source, x, seq_params = _sequence(min(CHUNK, rows - done))
         columns, values, params = [], [], []
         for field in Task._meta.concrete_fields:
-            if field.primary_key:
-                continue
+            if field.primary_key or field.generated:
+                continue  # the database computes a generated column (unique_live) itself
             columns.append(connection.ops.quote_name(field.column))
             constant = field.get_db_prep_save(getattr(template, field.attname), connection)
             if mix == "queued" and field.name in {"status", "run_after", "finished_at"}:
