@@ -89,7 +89,39 @@ def _await_logs(procs: list[subprocess.Popen[bytes]], logs: list[Path], marker: 
         time.sleep(0.05)
 
 
-class TaskqWorker(System):
+class HelperProcesses(System):
+    """A system whose tasks run in helper processes it starts, each logging to a file of its own."""
+
+    # The signal that asks a helper to finish its task and exit.
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, log_dir: Path, processes: int) -> None:
+        self.log_dir = log_dir
+        self.processes = processes
+        self.helpers: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def _start_helpers(self, command: list[str], what: str, marker: str, **env: str) -> None:
+        """Start ``processes`` copies of ``command``; return once each has logged ``marker``."""
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        for i in range(self.processes):
+            self.logs.append(self.log_dir / f"{what}-{os.getpid()}-{i}.log")
+            self.helpers.append(_start_logged(command, self.logs[-1], environ))
+        _await_logs(self.helpers, self.logs, marker, what)
+
+    def stop(self) -> None:
+        for helper in self.helpers:
+            helper.send_signal(self.stop_signal)
+        for helper in self.helpers:
+            helper.wait(60)
+        for log in self.logs:
+            log.unlink(missing_ok=True)
+
+    def helper_pids(self) -> list[int]:
+        return [h.pid for h in self.helpers]
+
+
+class TaskqWorker(HelperProcesses):
     """taskq across processes: this process enqueues with no pool; taskq_worker processes run the tasks."""
 
     name = "taskq-worker"
@@ -97,36 +129,18 @@ class TaskqWorker(System):
     cross_process = True
 
     def __init__(self, log_dir: Path, processes: int = 1, threads: int = THREADS) -> None:
-        self.log_dir = log_dir
-        self.processes = processes
+        super().__init__(log_dir, processes)
         self.threads = threads
-        self.workers: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "django", "taskq_worker", "--workers", str(self.threads)]
-        for i in range(self.processes):
-            self.logs.append(self.log_dir / f"taskq_worker-{os.getpid()}-{i}.log")
-            self.workers.append(_start_logged(command, self.logs[-1], env))
-        _await_logs(self.workers, self.logs, "threads, queues=", "taskq_worker")
+        self._start_helpers(command, "taskq_worker", "threads, queues=")
 
     def submit(self, n: int, t_enq: float, wait: float) -> None:
         import taskq
         from bench import tasks
 
         taskq.enqueue(tasks.write, n, t_enq, wait)
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in self.workers:
-            worker.wait(60)
-        for log in self.logs:
-            log.unlink(missing_ok=True)
-
-    def helper_pids(self) -> list[int]:
-        return [w.pid for w in self.workers]
 
 
 class TaskqDjangoApi(Taskq):
@@ -201,53 +215,28 @@ class Executor(System):
         EXECUTOR.shutdown(wait=True)
 
 
-class DbWorker(System):
+class DbWorker(HelperProcesses):
     """Django's Tasks API with django-tasks-db: enqueue() inserts, N db_worker processes run tasks."""
 
     name = "db-worker"
     durable = True
 
     def __init__(self, processes: int, interval: float, log_dir: Path) -> None:
-        self.processes = processes
+        super().__init__(log_dir, processes)
         self.interval = interval
-        self.log_dir = log_dir
-        self.workers: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "django", "db_worker", "--no-reload", "--no-startup-delay"]
         command += ["--interval", str(self.interval), "--verbosity", "1"]
-        for i in range(self.processes):
-            log = self.log_dir / f"db_worker-{os.getpid()}-{i}.log"
-            with log.open("wb") as out:
-                self.workers.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT))
-            self.logs.append(log)
-        deadline = time.monotonic() + 120
-        while not all("Starting worker" in log.read_text(errors="replace") for log in self.logs):
-            if time.monotonic() > deadline or any(w.poll() is not None for w in self.workers):
-                raise RuntimeError(f"db_worker did not start; see {self.log_dir}")
-            time.sleep(0.1)
+        self._start_helpers(command, "db_worker", "Starting worker")
 
     def submit(self, n: int, t_enq: float, wait: float) -> None:
         from bench import dt_tasks
 
         dt_tasks.write.enqueue(n, t_enq, wait)
 
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in self.workers:
-            worker.wait(60)
-        for log in self.logs:
-            log.unlink(missing_ok=True)
 
-    def helper_pids(self) -> list[int]:
-        return [w.pid for w in self.workers]
-
-
-class Huey(System):
+class Huey(HelperProcesses):
     """huey (djhuey): enqueue stores the task; run_huey consumers (one of 8 threads) run them.
 
     ``huey`` keeps its queue in Redis, its canonical broker; ``huey-db`` in the bench database
@@ -260,12 +249,12 @@ class Huey(System):
     durable = True  # in Redis or the database, not in the web process
     cross_process = True
 
+    # SIGINT is huey's graceful stop: the workers finish their task, then exit.
+    stop_signal = signal.SIGINT
+
     def __init__(self, workers: int, log_dir: Path, processes: int = 1) -> None:
+        super().__init__(log_dir, processes)
         self.workers = workers
-        self.log_dir = log_dir
-        self.processes = processes
-        self.consumers: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
 
     @staticmethod
     def flush() -> None:
@@ -275,31 +264,15 @@ class Huey(System):
         HUEY.flush()
 
     def start(self) -> None:
-        # BENCH_HUEY=1 puts huey.contrib.djhuey (and so run_huey) in INSTALLED_APPS.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_HUEY": "1"}
         command = [sys.executable, "-m", "django", "run_huey", "--workers", str(self.workers)]
         command += ["--worker-type", "thread", "--no-periodic"]
-        for i in range(self.processes):
-            self.logs.append(self.log_dir / f"run_huey-{os.getpid()}-{i}.log")
-            self.consumers.append(_start_logged(command, self.logs[-1], env))
-        _await_logs(self.consumers, self.logs, "Huey consumer started", "run_huey")
+        # BENCH_HUEY=1 puts huey.contrib.djhuey (and so run_huey) in INSTALLED_APPS.
+        self._start_helpers(command, "run_huey", "Huey consumer started", BENCH_HUEY="1")
 
     def submit(self, n: int, t_enq: float, wait: float) -> None:
         from bench import huey_tasks
 
         huey_tasks.write(n, t_enq, wait)
-
-    def stop(self) -> None:
-        # SIGINT is huey's graceful stop: the workers finish their task, then exit.
-        for consumer in self.consumers:
-            consumer.send_signal(signal.SIGINT)
-        for consumer in self.consumers:
-            consumer.wait(60)
-        for log in self.logs:
-            log.unlink(missing_ok=True)
-
-    def helper_pids(self) -> list[int]:
-        return [c.pid for c in self.consumers]
 
 
 def make(name: str, options: dict[str, Any]) -> System:
