@@ -88,6 +88,13 @@ def record_timeout(task: Task) -> None:
     record(task, outcome.failed(exc, "", backoff(task.attempts), kind="timed_out"))
 
 
+def record_cancelled_unstarted(task: Task) -> None:
+    """Record that ``task``, claimed ahead and asked to stop, was cancelled before it started."""
+    # Its row carries cancel_requested, so the write ends it cancelled, as a queued task's
+    # cancel does; like that one, it sends no signal, since no attempt started.
+    record(task, outcome.Outcome(Status.FAILED, "cancelled", error="Cancelled before a thread started it"))
+
+
 @functools.lru_cache(maxsize=256)
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)

@@ -12,7 +12,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from taskq.conf import DEFAULTS, MAX_WORKERS, settings
+from taskq.conf import DEFAULTS, MAX_CLAIM_AHEAD, MAX_WORKERS, settings
 from taskq.features import features
 from taskq.models import Task
 
@@ -63,6 +63,7 @@ RULES: list[tuple[str, str, Callable[[Any], bool], str]] = [
     ("TASKQ_DEFAULT_PRIORITY", "taskq.E017", _int(-(2**31)), "an int"),
     ("TASKQ_LISTEN", "taskq.E029", lambda v: v in (None, True, False), "None (automatic), True or False"),
     ("TASKQ_MAX_RESULT_BYTES", "taskq.E030", _int(1), "a positive int"),
+    ("TASKQ_CLAIM_AHEAD", "taskq.E031", _int(0, MAX_CLAIM_AHEAD), f"an int from 0 to {MAX_CLAIM_AHEAD}"),
 ]
 
 

@@ -10,6 +10,9 @@ from django.conf import settings as django_settings
 # Threads per pool: each holds a database connection, and more than this would exhaust a
 # typical server's connection limit from one process.
 MAX_WORKERS = 256
+# Rows a runner may claim beyond its own next task. Each one waits for a thread while its
+# lease is renewed, so a large number only moves work away from other processes' idle pools.
+MAX_CLAIM_AHEAD = 16
 
 DEFAULTS: dict[str, Any] = {
     "TASKQ_AUTOSTART": None,
@@ -26,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_LEASE_SECONDS": 60.0,
     "TASKQ_SHUTDOWN_GRACE": 10.0,
     "TASKQ_MAX_ABANDONED_THREADS": 4,
+    "TASKQ_CLAIM_AHEAD": 2,
     "TASKQ_RETENTION": timedelta(days=7),
     "TASKQ_PRUNE_INTERVAL": 3600.0,
     "TASKQ_MAX_ARGS_BYTES": 65536,
@@ -116,6 +120,10 @@ class Settings:
     @property
     def max_abandoned_threads(self) -> int:
         return int(self.get("TASKQ_MAX_ABANDONED_THREADS"))
+
+    @property
+    def claim_ahead(self) -> int:
+        return int(self.get("TASKQ_CLAIM_AHEAD"))
 
     @property
     def retention(self) -> float | None:

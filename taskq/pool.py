@@ -124,7 +124,7 @@ class Pool:
     @property
     def busy(self) -> int:
         """How many claimed tasks are waiting for a thread or running."""
-        return self.runners.busy
+        return self.runners.busy + len(self.runners.ahead)
 
     @property
     def abandoned_threads(self) -> int:
@@ -241,12 +241,19 @@ class Pool:
         if not Worker.objects.filter(name=self.name).update(**beat):
             host, pid, _ = self.name.split(":")
             Worker.objects.create(name=self.name, hostname=host, pid=int(pid), queues=self.queues, **beat)
-        if running:
-            Task.objects.renew_leases(self.name, list(running), settings.lease_seconds)
-            for pk in Task.objects.filter(pk__in=list(running), cancel_requested=True).values_list(
-                "pk", flat=True
-            ):
-                running[pk].cancel.set()
+        held = [*running, *self.runners.waiting_ahead()]
+        if held:
+            # Rows claimed ahead hold leases too, however long the tasks before them run.
+            Task.objects.renew_leases(self.name, held, settings.lease_seconds)
+            asked = Task.objects.filter(pk__in=held, cancel_requested=True).values_list("pk", flat=True)
+            unstarted: list[int] = []
+            for pk in asked:
+                if pk in running:
+                    running[pk].cancel.set()
+                else:
+                    unstarted.append(pk)
+            if unstarted:
+                self.runners.cancel_ahead(unstarted)
         recovered = Task.objects.recover_expired()
         if recovered:
             logger.warning("pool=%s event=recovered tasks=%s reason=worker_lost", self.name, recovered)

@@ -4,7 +4,13 @@ The invariant: ``busy`` (tasks claimed and not yet finished, whether waiting in 
 or running) never exceeds ``capacity`` (live runner threads not abandoned to a timeout).
 The dispatcher claims at most ``free()`` rows and only it adds to ``busy``; a runner that
 finishes either gives its slot back or, while a backlog is likely, keeps the slot and
-claims one row for itself. So a claim never takes more rows than there are free runners.
+takes its next task for itself.
+
+That next task comes from the rows claimed ahead, if any are left, or else from a claim of
+one row plus up to ``TASKQ_CLAIM_AHEAD`` more. The extra rows wait in ``ahead``, outside
+``busy``, for the next thread to finish: one claim statement then feeds several tasks while
+the backlog lasts. Until they start, the pool renews their leases, cancels them on request
+and gives them back when it stops, as it does for the rows waiting in the inbox.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import close_old_connections, connections, router
 
-from taskq.attempt import record_timeout, run_task
+from taskq.attempt import record_cancelled_unstarted, record_timeout, run_task
 from taskq.conf import settings
 from taskq.features import features
 from taskq.models import Status, Task
@@ -82,6 +89,8 @@ class Runners:
         self.threads: set[threading.Thread] = set()
         self.abandoned: set[threading.Thread] = set()
         self.busy = 0  # claimed and not yet finished: in the inbox or running
+        # Claimed by a runner beyond its own next task, waiting for the next thread to finish.
+        self.ahead: deque[Task] = deque()
         self.capacity = 0  # live runner threads that have not been abandoned
         self.backlog = False  # due tasks may be waiting: the last claim took all it asked for
 
@@ -96,6 +105,10 @@ class Runners:
     def free(self, hinted: bool) -> int:
         """Slots the dispatcher may claim for; with none, note that work may be waiting."""
         with self._lock:
+            # Rows already claimed ahead fill free slots before any new claim does.
+            while self.ahead and self.busy < self.capacity:
+                self.busy += 1
+                self._inbox.put(self.ahead.popleft())
             free = self.capacity - self.busy
             if free <= 0:
                 # Told of a commit, or polled, with every thread busy: tasks may be
@@ -115,6 +128,24 @@ class Runners:
         """The tasks running now, by primary key, leaving out abandoned attempts."""
         with self._lock:
             return {pk: r for pk, r in self.running.items() if not r.abandoned}
+
+    def waiting_ahead(self) -> list[int]:
+        """Primary keys of the rows claimed ahead that no thread has started yet."""
+        with self._lock:
+            return [t.pk for t in self.ahead]
+
+    def cancel_ahead(self, pks: Sequence[int]) -> None:
+        """Record as cancelled the rows claimed ahead among ``pks`` that have not started."""
+        wanted = set(pks)
+        with self._lock:
+            dropped = [t for t in self.ahead if t.pk in wanted]
+            for task in dropped:
+                self.ahead.remove(task)
+        for task in dropped:
+            try:
+                record_cancelled_unstarted(task)
+            except Exception:
+                logger.exception("pool=%s task=%s event=record_failed", self.pool, task.pk)
 
     def next_deadline(self) -> float | None:
         """The monotonic time the soonest running task times out, if any has a timeout."""
@@ -163,7 +194,13 @@ class Runners:
 
     def stop(self, grace: float) -> list[str]:
         """Give back unstarted tasks, let running ones finish within ``grace``; name those still running."""
-        unstarted: list[Task] = []
+        with self._lock:
+            unstarted = list(self.ahead)
+            self.ahead.clear()
+        # Rows claimed ahead were never counted busy: give them back without uncounting them.
+        if unstarted:
+            self._give_back(unstarted, counted=False)
+        unstarted = []
         while True:
             try:
                 item = self._inbox.get_nowait()
@@ -261,11 +298,16 @@ class Runners:
                 # again; the entry under its pk is then the new attempt's, not ours.
                 if self.running.get(task.pk) is entry:
                     del self.running[task.pk]
+                usable = not entry.abandoned and not self._stopping.is_set()
+                # A row claimed ahead needs no query and no connection: take it first.
+                if usable and self.ahead:
+                    following = self.ahead.popleft()
                 # While tasks are waiting, a thread that is free again claims its own next
                 # one, its slot still counted busy so the dispatcher cannot claim for it as
                 # well: back-to-back tasks skip the hand-off through the dispatcher. With
                 # no backlog it just frees the slot, so a quiet queue costs no extra query.
-                keep_slot = clean and self.backlog and not entry.abandoned and not self._stopping.is_set()
+                claim = following is None and clean and self.backlog and usable
+                keep_slot = claim or following is not None
                 # A slot freed while work may be due (a backlog, or this task's own
                 # retry) must not wait for the next poll to be filled.
                 wake = (
@@ -273,7 +315,7 @@ class Runners:
                 )
                 if not entry.abandoned and not keep_slot:
                     self.busy -= 1
-            if keep_slot:
+            if claim:
                 following = self._claim_next()
             elif wake:
                 self._wake()
@@ -283,17 +325,33 @@ class Runners:
         return not entry.abandoned, following
 
     def _claim_next(self) -> Task | None:
-        """Claim one task for this thread, which is about to be free; None if none is due."""
+        """Claim a task for this thread, which is about to be free, and the rows to claim ahead.
+
+        Returns this thread's task, or None if none is due.
+        """
         claimed: list[Task] = []
+        asked = 1 + settings.claim_ahead
         try:
-            claimed = Task.objects.claim(self.pool, 1, settings.lease_seconds, self.queues)
+            claimed = Task.objects.claim(self.pool, asked, settings.lease_seconds, self.queues)
         except Exception:
             # The dispatcher retries with back-off; this thread just goes back to waiting.
             logger.exception("pool=%s event=claim_failed", self.pool)
+        late: list[Task] = []
         with self._lock:
-            self.backlog = bool(claimed)
+            self.backlog = len(claimed) == asked  # a full batch may have left more behind
             if not claimed:
                 self.busy -= 1
+            elif self._stopping.is_set():
+                late = claimed[1:]  # stop() has emptied ``ahead`` already, or is about to
+            else:
+                self.ahead.extend(claimed[1:])
+            # A slot another thread freed during the claim would leave these rows waiting
+            # for the dispatcher's next round; wake it to move them into that slot now.
+            idle = bool(self.ahead) and self.busy < self.capacity
+        if late:
+            self._give_back(late, counted=False)
+        if idle:
+            self._wake()
         if claimed:
             return claimed[0]
         # A task committed during this claim found every thread busy, so the dispatcher
@@ -301,12 +359,14 @@ class Runners:
         self._wake()
         return None
 
-    def _give_back(self, tasks: list[Task]) -> None:
+    def _give_back(self, tasks: list[Task], counted: bool = True) -> None:
+        """Release claimed tasks that never started; ``counted`` if they hold slots in ``busy``."""
         try:
             Task.objects.release(self.pool, [t.pk for t in tasks])
         except Exception:
             logger.exception("pool=%s event=release_failed tasks=%s", self.pool, len(tasks))
         finally:
             tidy_connections(self.pool)
-            with self._lock:
-                self.busy -= len(tasks)
+            if counted:
+                with self._lock:
+                    self.busy -= len(tasks)

@@ -32,6 +32,8 @@ def test_defaults_pass() -> None:
         ("TASKQ_WORKERS", 0, "taskq.E001"),
         ("TASKQ_LISTEN", "yes", "taskq.E029"),
         ("TASKQ_MAX_RESULT_BYTES", 0, "taskq.E030"),
+        ("TASKQ_CLAIM_AHEAD", -1, "taskq.E031"),
+        ("TASKQ_CLAIM_AHEAD", 17, "taskq.E031"),
         ("TASKQ_WORKERS", True, "taskq.E001"),
         ("TASKQ_WORKERS", "4", "taskq.E001"),
         ("TASKQ_WORKERS", 257, "taskq.E001"),
