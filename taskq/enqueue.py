@@ -146,7 +146,7 @@ def _insert_or_holder(task: Task, using: str) -> Task:
 
     assert task.unique_key is not None
     for _ in range(UNIQUE_TRIES):
-        if _insert_if_free(task, using):
+        if insert_row(task, using, unique=("unique_live", LIVE_CONSTRAINT)):
             task.created = True
             return task
         holder = Task.objects.using(using).filter(unique_live=task.unique_key).first()
@@ -163,52 +163,6 @@ def _insert_or_holder(task: Task, using: str) -> Task:
         f"holding it after {UNIQUE_TRIES} tries: is something finishing and enqueueing that key "
         "in a tight loop?"
     )
-
-
-def _insert_if_free(task: Task, using: str) -> bool:
-    # One INSERT built the way the ORM builds it, plus the clause that skips a taken key.
-    meta = type(task)._meta
-    conn = connections[using]
-    qn = conn.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
-    live = meta.get_field("unique_live")
-    returning = list(meta.db_returning_fields)
-    params = [f.get_db_prep_save(f.pre_save(task, True), conn) for f in fields]
-    sql = (
-        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    skips = conn.features.supports_update_conflicts_with_target
-    if skips:
-        sql += f" ON CONFLICT ({qn(live.column)}) DO NOTHING"
-    if conn.features.can_return_columns_from_insert:
-        sql += f" RETURNING {', '.join(qn(f.column) for f in returning)}"
-    with transaction.mark_for_rollback_on_error(using):
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                if conn.features.can_return_columns_from_insert:
-                    row = cursor.fetchone()
-                elif cursor.rowcount == 1:
-                    row = (conn.ops.last_insert_id(cursor, meta.db_table, meta.pk.column),)
-                    returning = [meta.pk]
-                else:
-                    row = None
-        except IntegrityError as exc:
-            # Only where no ON CONFLICT clause skipped the row, and only for this constraint.
-            if skips or LIVE_CONSTRAINT not in str(exc):
-                raise
-            return False
-    if row is None:
-        return False
-    for field, value in zip(returning, row, strict=True):
-        col = field.get_col(meta.db_table)
-        for convert in conn.ops.get_db_converters(col) + col.get_db_converters(conn):
-            value = convert(value, col, conn)
-        setattr(task, field.attname, value)
-    task._state.adding = False
-    task._state.db = using
-    return True
 
 
 def _table_missing(exc: DatabaseError, using: str) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from django.db import connections, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from taskq.features import skip_locked
@@ -177,43 +177,75 @@ def update_row(
 @dataclass(frozen=True)
 class _Insert:
     sql: str
-    fields: list[Any]
-    returning: bool
+    fields: list[Any]  # the columns the INSERT writes
+    returning: bool  # it reads back ``returned`` itself, else the key comes from last_insert_id()
+    returned: list[tuple[Any, Any, list[Any]]]  # (field, column, converters) of what it reads back
+    skips: bool  # ON CONFLICT ... DO NOTHING skips a row whose key is taken
 
 
-def _build_insert(model: type[models.Model], conn: BaseDatabaseWrapper) -> _Insert:
+def _build_insert(model: type[models.Model], conn: BaseDatabaseWrapper, conflict: str | None) -> _Insert:
     meta = model._meta
     qn = conn.ops.quote_name
     pk = meta.pk
     assert pk is not None
     # A generated column (unique_live) is the database's to fill, as Model.save() leaves it.
     fields = [f for f in meta.concrete_fields if f is not pk and not f.generated]
-    returning = bool(conn.features.can_return_columns_from_insert)
     sql = (
         f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
+    skips = False
+    if conflict is not None and conn.features.supports_update_conflicts_with_target:
+        skips = True
+        target = cast("models.Field[Any, Any]", meta.get_field(conflict))
+        sql += f" ON CONFLICT ({qn(target.column)}) DO NOTHING"
+    # What save() reads back: the primary key and the generated columns, or where the backend
+    # cannot return columns, the primary key from last_insert_id().
+    returning = bool(conn.features.can_return_columns_from_insert)
+    read = list(meta.db_returning_fields) if returning else [pk]
     if returning:
-        sql += f" RETURNING {qn(pk.column)}"
-    return _Insert(sql, fields, returning)
+        sql += f" RETURNING {', '.join(qn(f.column) for f in read)}"
+    returned = []
+    for field in read:
+        col = field.get_col(meta.db_table)
+        returned.append((field, col, conn.ops.get_db_converters(col) + col.get_db_converters(conn)))
+    return _Insert(sql, fields, returning, returned, skips)
 
 
-def insert_row(obj: models.Model, using: str) -> None:
+def insert_row(obj: models.Model, using: str, unique: tuple[str, str] | None = None) -> bool:
     """INSERT ``obj`` as one statement, as ``save(force_insert=True)`` would, and set its primary key.
 
-    Unlike save(), it sends no pre_save or post_save signal.
+    With ``unique``, a field and the name of the unique constraint on it, a row whose value is
+    taken is not written, and this returns False. Unlike save(), it sends no pre_save or post_save
+    signal.
     """
     model = type(obj)
     conn = connections[using]
-    insert = _cached(conn, ("insert", model._meta.label), lambda: _build_insert(model, conn))
+    conflict = None if unique is None else unique[0]
+    key = ("insert", model._meta.label, conflict)
+    insert = _cached(conn, key, lambda: _build_insert(model, conn, conflict))
     # pre_save() applies auto_now_add; get_db_prep_save() is what the ORM's INSERT binds.
     params = [f.get_db_prep_save(f.pre_save(obj, True), conn) for f in insert.fields]
-    with transaction.mark_for_rollback_on_error(using), conn.cursor() as cursor:
-        cursor.execute(insert.sql, params)
-        if insert.returning:
-            pk = cursor.fetchone()[0]
-        else:
-            pk = conn.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
-    obj.pk = pk
+    with transaction.mark_for_rollback_on_error(using):
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(insert.sql, params)
+                if insert.returning:
+                    row = cursor.fetchone()  # None where ON CONFLICT skipped the row
+                else:
+                    row = (conn.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column),)
+        except IntegrityError as exc:
+            # Caught inside mark_for_rollback_on_error: on MariaDB, which has no ON CONFLICT
+            # with a target, a duplicate key leaves the caller's transaction usable.
+            if unique is None or insert.skips or unique[1] not in str(exc):
+                raise
+            return False
+    if row is None:
+        return False
+    for (field, col, converters), value in zip(insert.returned, row, strict=True):
+        for convert in converters:
+            value = convert(value, col, conn)
+        setattr(obj, field.attname, value)
     obj._state.adding = False
     obj._state.db = using
+    return True
