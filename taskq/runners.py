@@ -338,7 +338,10 @@ class Runners:
             logger.exception("pool=%s event=claim_failed", self.pool)
         late: list[Task] = []
         with self._lock:
-            self.backlog = len(claimed) == asked  # a full batch may have left more behind
+            # Any row found means more may be due: a claim that other processes' claims beat to
+            # some rows (SKIP LOCKED) comes back short with work left, so a short batch does not
+            # end the backlog. Only an empty claim does, at the cost of one empty claim at the end.
+            self.backlog = bool(claimed)
             if not claimed:
                 self.busy -= 1
             elif self._stopping.is_set():

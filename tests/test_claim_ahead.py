@@ -23,6 +23,30 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def claim_behind_a_gate(
+    pool: Pool, queue_rows: Callable[[], list[int]], first: str, ahead: Callable[[list[int]], list[int]]
+) -> tuple[int, list[int]]:
+    """Queue rows behind a running gate task, then open it with only the runner free to claim.
+
+    Once the task named ``first`` has started, checks that the runner claimed ``ahead(pks)``
+    ahead, while the dispatcher is still held; returns the gate's pk and the rows'.
+    """
+    gate = enqueue(tasks.block, "gate").pk
+    wait_until(lambda: tasks.event("gate:started").is_set())
+    with transaction.atomic():
+        pks = queue_rows()
+    # The dispatcher, told of the commit with its one thread busy, leaves the rows to that thread.
+    wait_until(lambda: pool.runners.backlog)
+    assert pool.hold_for_fork()
+    try:
+        tasks.event("gate").set()
+        wait_until(lambda: tasks.event(f"{first}:started").is_set())
+        assert pool.runners.waiting_ahead() == ahead(pks)
+    finally:
+        pool.release_after_fork()
+    return gate, pks
+
+
 @pytest.fixture
 def stashed(make_pool: MakePool, settings: Any) -> Iterator[tuple[Pool, list[int]]]:
     """A one-thread pool running ``b0`` with ``b1`` and ``b2`` claimed ahead by its runner."""
@@ -30,20 +54,9 @@ def stashed(make_pool: MakePool, settings: Any) -> Iterator[tuple[Pool, list[int
     # A heartbeat, which renews leases and picks up cancel requests, every 0.75 s.
     settings.TASKQ_LEASE_SECONDS = 3.0
     pool = make_pool(workers=1, poll_interval=60.0)
-    gate = enqueue(tasks.block, "gate").pk
-    wait_until(lambda: tasks.event("gate:started").is_set())
-    with transaction.atomic():
-        pks = [enqueue(tasks.block, f"b{i}").pk for i in range(3)]
-    # The dispatcher, told of the commit with its one thread busy, leaves the rows to that thread.
-    wait_until(lambda: pool.runners.backlog)
-    assert pool.hold_for_fork()
-    try:
-        tasks.event("gate").set()
-        wait_until(lambda: tasks.event("b0:started").is_set())
-        # One claim took all three: the thread's next task and two rows ahead.
-        assert pool.runners.waiting_ahead() == pks[1:]
-    finally:
-        pool.release_after_fork()
+    # One claim takes all three: the thread's next task and two rows ahead.
+    queue = lambda: [enqueue(tasks.block, f"b{i}").pk for i in range(3)]  # noqa: E731
+    gate, pks = claim_behind_a_gate(pool, queue, "b0", ahead=lambda pks: pks[1:])
     yield pool, pks
     for i in range(3):
         tasks.event(f"b{i}").set()
@@ -116,19 +129,12 @@ def test_stopping_gives_back_rows_claimed_ahead_without_counting_an_attempt(
 def test_a_thread_freed_by_a_timeout_takes_the_rows_claimed_ahead(make_pool: MakePool, settings: Any) -> None:
     settings.TASKQ_CLAIM_AHEAD = 2
     pool = make_pool(workers=1, poll_interval=60.0)
-    gate = enqueue(tasks.block, "gate").pk
-    wait_until(lambda: tasks.event("gate:started").is_set())
-    with transaction.atomic():
+
+    def queue_rows() -> list[int]:
         hung = options(timeout=0.5, max_attempts=1).enqueue(tasks.block, "hung").pk
-        rest = [enqueue(tasks.add, i, 1).pk for i in range(2)]
-    wait_until(lambda: pool.runners.backlog)
-    assert pool.hold_for_fork()
-    try:
-        tasks.event("gate").set()
-        wait_until(lambda: tasks.event("hung:started").is_set())
-        assert pool.runners.waiting_ahead() == rest
-    finally:
-        pool.release_after_fork()
+        return [hung, *(enqueue(tasks.add, i, 1).pk for i in range(2))]
+
+    gate, [hung, *rest] = claim_behind_a_gate(pool, queue_rows, "hung", ahead=lambda pks: pks[1:])
     # The dispatcher abandons the hung thread and starts another, whose free slot the rows
     # claimed ahead fill before any new claim.
     rows = Task.objects.filter(pk__in=rest)
@@ -143,19 +149,9 @@ def test_a_thread_freed_by_a_timeout_takes_the_rows_claimed_ahead(make_pool: Mak
 def test_claim_ahead_zero_claims_one_row_at_a_time(make_pool: MakePool, settings: Any) -> None:
     settings.TASKQ_CLAIM_AHEAD = 0
     pool = make_pool(workers=1, poll_interval=60.0)
-    gate = enqueue(tasks.block, "gate").pk
-    wait_until(lambda: tasks.event("gate:started").is_set())
-    with transaction.atomic():
-        pks = [enqueue(tasks.block, f"b{i}").pk for i in range(2)]
-    wait_until(lambda: pool.runners.backlog)
-    assert pool.hold_for_fork()
-    try:
-        tasks.event("gate").set()
-        wait_until(lambda: tasks.event("b0:started").is_set())
-        assert pool.runners.waiting_ahead() == []
-        assert Task.objects.get(pk=pks[1]).status == Status.QUEUED
-    finally:
-        pool.release_after_fork()
+    queue = lambda: [enqueue(tasks.block, f"b{i}").pk for i in range(2)]  # noqa: E731
+    gate, pks = claim_behind_a_gate(pool, queue, "b0", ahead=lambda pks: [])
+    assert Task.objects.get(pk=pks[1]).status == Status.QUEUED
     tasks.event("b0").set()
     tasks.event("b1").set()
     wait_until(lambda: Task.objects.filter(pk__in=[gate, *pks], status=Status.SUCCEEDED).count() == 3)
