@@ -9,8 +9,8 @@ takes its next task for itself.
 That next task comes from the rows claimed ahead, if any are left, or else from a claim of
 one row plus up to ``TASKQ_CLAIM_AHEAD`` more. The extra rows wait in ``ahead``, outside
 ``busy``, for the next thread to finish: one claim statement then feeds several tasks while
-the backlog lasts. Until they start, the pool renews their leases, cancels them on request
-and gives them back when it stops, as it does for the rows waiting in the inbox.
+the backlog lasts. Until they start, the pool renews their leases and passes on cancel
+requests, and when it stops it gives them back, as it does the rows waiting in the inbox.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class Runners:
         # Claimed by a runner beyond its own next task, waiting for the next thread to finish.
         self.ahead: deque[Task] = deque()
         self.capacity = 0  # live runner threads that have not been abandoned
-        self.backlog = False  # due tasks may be waiting: the last claim took all it asked for
+        # Due tasks may be waiting: a runner's last claim found rows, or the dispatcher's a full batch.
+        self.backlog = False
 
     # For the dispatcher ----------------------------------------------------
 
